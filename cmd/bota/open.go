@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/botaserver/bota/internal/config"
+	"github.com/botaserver/bota/internal/store"
+	"github.com/botaserver/bota/internal/store/postgres"
+	"github.com/botaserver/bota/internal/store/sqlite"
+)
+
+// database is an open store and, on PostgreSQL, its pgx pool.
+type database struct {
+	store *store.Store
+	pool  *pgxpool.Pool
+	// where names the database for logs, without credentials.
+	where string
+}
+
+func (d *database) Close() {
+	d.store.Close()
+	if d.pool != nil {
+		d.pool.Close()
+	}
+}
+
+// openDatabase opens the configured database and applies migrations.
+func openDatabase(ctx context.Context, cfg *config.Config) (*database, error) {
+	url := cfg.DatabaseURL
+	var db *database
+	switch {
+	case url == "":
+		path := filepath.Join(cfg.DataDir, "bota.db")
+		st, err := sqlite.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		db = &database{store: st, where: "sqlite:" + path}
+	case strings.HasPrefix(url, "postgres://") || strings.HasPrefix(url, "postgresql://"):
+		st, pool, err := postgres.Open(ctx, url)
+		if err != nil {
+			return nil, err
+		}
+		db = &database{store: st, pool: pool, where: "postgres"}
+	default:
+		return nil, fmt.Errorf("--database-url must start with postgres:// (or be empty for SQLite), got %q", redact(url))
+	}
+	if err := db.store.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate database: %w", err)
+	}
+	return db, nil
+}
+
+// redact hides a URL's password.
+func redact(url string) string {
+	at := strings.LastIndex(url, "@")
+	scheme := strings.Index(url, "://")
+	if at < 0 || scheme < 0 || at < scheme {
+		return url
+	}
+	return url[:scheme+3] + "***" + url[at:]
+}
+
+func newLogger(cfg *config.Config) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level must be debug, info, warn or error, got %q", cfg.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch cfg.LogFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, got %q", cfg.LogFormat)
+}

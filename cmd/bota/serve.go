@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/botaserver/bota/internal/api"
+	"github.com/botaserver/bota/internal/blob"
+	"github.com/botaserver/bota/internal/blob/disk"
+	"github.com/botaserver/bota/internal/blob/s3"
+	"github.com/botaserver/bota/internal/config"
+	"github.com/botaserver/bota/internal/ids"
+	"github.com/botaserver/bota/internal/store"
+)
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := flag.NewFlagSet("bota serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg, rest, err := parseFlags(fs, "serve", args, getenv)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "bota serve: unexpected argument %q\n", rest[0])
+		return errUsage
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key must be given together")
+	}
+	log, err := newLogger(cfg)
+	if err != nil {
+		return err
+	}
+
+	db, err := openDatabase(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	log.Info("DatabaseOpened", "database", db.where)
+
+	secret, err := serverSecret(ctx, db.store, cfg)
+	if err != nil {
+		return err
+	}
+	if err := firstStart(ctx, db.store, cfg, stdout); err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	publicURL := publicURLFor(cfg, ln.Addr().String())
+
+	blobs, uploads, err := openBlobStore(ctx, cfg, publicURL, secret, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+
+	srv := api.New(api.Config{
+		AdminToken:             cfg.AdminToken,
+		Secret:                 secret,
+		RateLimit:              cfg.RateLimit,
+		DeviceRateLimit:        cfg.DeviceRate,
+		TranscriptionRateLimit: cfg.TranscribeMin,
+		DeviceTokenTTL:         cfg.DeviceTTL,
+	}, db.store, blobs, log)
+	if uploads != nil {
+		srv.Mount("/uploads/", uploads)
+	}
+
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	nodeID := ids.New("node")
+	wg.Go(func() { trackCluster(bg, db.store, srv, nodeID, log) })
+
+	httpServer := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLSCert != "" {
+			errc <- httpServer.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			errc <- httpServer.Serve(ln)
+		}
+	}()
+	log.Info("ServerStarted", "addr", ln.Addr().String(), "public_url", publicURL, "node", nodeID,
+		"tls", cfg.TLSCert != "")
+
+	select {
+	case err := <-errc:
+		stopBackground()
+		wg.Wait()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("ShutdownStarted", "timeout", cfg.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := httpServer.Shutdown(shutdownCtx); err != nil {
+		log.Warn("ShutdownIncomplete", "err", err)
+	}
+	stopBackground()
+	wg.Wait()
+	log.Info("ServerStopped")
+	return nil
+}
+
+// serverSecret returns the key that signs URLs and cursors: the configured
+// one, or a random one stored in the database on first start so every node
+// of a cluster shares it.
+func serverSecret(ctx context.Context, st *store.Store, cfg *config.Config) ([]byte, error) {
+	if cfg.SecretKey != "" {
+		if len(cfg.SecretKey) < 32 {
+			return nil, errors.New("--secret-key must be at least 32 characters")
+		}
+		return []byte(cfg.SecretKey), nil
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return nil, err
+	}
+	v, err := st.InitSetting(ctx, "server_secret", hex.EncodeToString(buf))
+	if err != nil {
+		return nil, fmt.Errorf("load server secret: %w", err)
+	}
+	return []byte(v), nil
+}
+
+// firstStart creates a default project when the database has none, and
+// prints its keys once on standard output (never through the log).
+func firstStart(ctx context.Context, st *store.Store, cfg *config.Config, stdout io.Writer) error {
+	n, err := st.CountProjects(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	p, _, secrets, err := api.CreateProjectWithKeys(ctx, st, "Default project")
+	if err != nil {
+		return fmt.Errorf("create default project: %w", err)
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	base := strings.TrimSuffix(cfg.PublicURL, "/")
+	if base == "" {
+		base = scheme + "://" + cfg.Addr
+	}
+	fmt.Fprintf(stdout, "Created project %s with these API keys (shown only now, store them safely):\n", p.ID)
+	fmt.Fprintf(stdout, "  test key: %s\n", secrets[0])
+	fmt.Fprintf(stdout, "  live key: %s\n", secrets[1])
+	fmt.Fprintf(stdout, "Try it: curl -H 'Authorization: Bearer %s' %s/v1/devices\n", secrets[0], base)
+	return nil
+}
+
+// publicURLFor returns the base URL signed URLs are built on.
+func publicURLFor(cfg *config.Config, listenAddr string) string {
+	if cfg.PublicURL != "" {
+		return strings.TrimSuffix(cfg.PublicURL, "/")
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(listenAddr)
+	if err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
+		listenAddr = net.JoinHostPort("127.0.0.1", port)
+	}
+	return scheme + "://" + listenAddr
+}
+
+// openBlobStore opens S3 when --storage-url is set and the data dir
+// otherwise; the local store also returns its /uploads/ handler.
+func openBlobStore(ctx context.Context, cfg *config.Config, publicURL string, secret []byte, log *slog.Logger) (blob.Store, http.Handler, error) {
+	if cfg.StorageURL != "" {
+		st, err := s3.New(ctx, s3.Config{URL: cfg.StorageURL, Logger: log})
+		if err != nil {
+			return nil, nil, fmt.Errorf("open S3 storage: %w", err)
+		}
+		return st, nil, nil
+	}
+	st, err := disk.New(disk.Config{
+		Dir:       filepath.Join(cfg.DataDir, "media"),
+		PublicURL: publicURL,
+		Secret:    secret,
+		MaxSize:   cfg.MaxFileSize,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("open local storage: %w", err)
+	}
+	return st, st.Handler(), nil
+}
+
+// trackCluster records this node in the database every 10 seconds and
+// tells the rate limiter how many nodes share the limits.
+func trackCluster(ctx context.Context, st *store.Store, srv *api.Server, nodeID string, log *slog.Logger) {
+	started := time.Now().UnixMilli()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		n, err := st.TouchNode(ctx, nodeID, started, time.Now().Add(-30*time.Second).UnixMilli())
+		if err != nil && ctx.Err() == nil {
+			log.Warn("NodeHeartbeatFailed", "err", err)
+		} else if err == nil {
+			srv.SetClusterSize(n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

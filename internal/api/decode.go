@@ -1,0 +1,175 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+)
+
+// maxBodyBytes bounds every JSON request body.
+const maxBodyBytes = 1 << 20
+
+// decode reads the JSON body into v. An empty body leaves v unchanged.
+// Unknown fields are ignored; malformed JSON and wrong types are 400 with
+// the offending field in param; bodies over 1 MiB are 413.
+func decode(r *http.Request, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return errTooLarge("", "Request body exceeds %d bytes.", maxBodyBytes)
+		}
+		return errInvalid("", "Could not read the request body: %v.", err)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !jsonContentType(ct, body) {
+		return errUnsupportedMedia("Request bodies must be JSON (Content-Type: application/json).")
+	}
+	return decodeBytes(body, v)
+}
+
+// jsonContentType accepts JSON media types, and also curl's default
+// form type when the body is a JSON object, so that "curl -d '{...}'"
+// works without an explicit header.
+func jsonContentType(ct string, body []byte) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	if mt == "application/json" || strings.HasSuffix(mt, "+json") {
+		return true
+	}
+	trimmed := bytes.TrimSpace(body)
+	return mt == "application/x-www-form-urlencoded" && len(trimmed) > 0 && trimmed[0] == '{'
+}
+
+func decodeBytes(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	if !utf8.Valid(body) {
+		return errInvalid("", "Request body is not valid UTF-8.")
+	}
+	err := json.Unmarshal(body, v)
+	if err == nil {
+		return nil
+	}
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	var fieldErr *fieldError
+	switch {
+	case errors.As(err, &fieldErr):
+		return errInvalid(fieldErr.param, "%s", fieldErr.msg)
+	case errors.As(err, &syntaxErr):
+		return errInvalid("", "Request body is not valid JSON (at byte %d).", syntaxErr.Offset)
+	case errors.As(err, &typeErr):
+		param := typeErr.Field
+		if param == "" {
+			return errInvalid("", "Request body must be a JSON object.")
+		}
+		return errInvalid(param, "%s must be %s, not %s.", param, jsonTypeName(typeErr.Type.Kind().String()), typeErr.Value)
+	default:
+		return errInvalid("", "Request body is not valid JSON: %v.", err)
+	}
+}
+
+func jsonTypeName(kind string) string {
+	switch kind {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "map", "struct":
+		return "an object"
+	case "slice", "array":
+		return "an array"
+	case "ptr", "interface":
+		return "a value"
+	default:
+		return "a number"
+	}
+}
+
+// fieldError is returned by custom unmarshalers to name their field.
+type fieldError struct {
+	param string
+	msg   string
+}
+
+func (e *fieldError) Error() string { return e.msg }
+
+// optional is a request field that records whether it was present and
+// whether it was null, for PATCH bodies.
+type optional[T any] struct {
+	Set   bool
+	Null  bool
+	Value T
+}
+
+func (o *optional[T]) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	if string(b) == "null" {
+		o.Null = true
+		return nil
+	}
+	return json.Unmarshal(b, &o.Value)
+}
+
+// ptr returns nil for an absent or null field.
+func (o optional[T]) ptr() *T {
+	if !o.Set || o.Null {
+		return nil
+	}
+	v := o.Value
+	return &v
+}
+
+// validateMetadata applies the metadata limits: at most 50 keys, keys up to
+// 40 characters, values up to 500 characters (JSON text for non-strings).
+func validateMetadata(param string, m map[string]any) error {
+	if len(m) > 50 {
+		return errInvalid(param, "%s has %d keys; at most 50 are allowed.", param, len(m))
+	}
+	for k, v := range m {
+		if k == "" || utf8.RuneCountInString(k) > 40 {
+			return errInvalid(param, "%s keys must be 1 to 40 characters; %q is not.", param, truncate(k, 60))
+		}
+		var n int
+		if s, ok := v.(string); ok {
+			n = utf8.RuneCountInString(s)
+		} else {
+			b, _ := json.Marshal(v)
+			n = utf8.RuneCountInString(string(b))
+		}
+		if n > 500 {
+			return errInvalid(param+"."+k, "%s.%s is %d characters; at most 500 are allowed.", param, k, n)
+		}
+	}
+	return nil
+}
+
+// validateText checks a string field's length in characters and rejects NUL.
+func validateText(param, value string, min, max int) error {
+	n := utf8.RuneCountInString(value)
+	if n < min || n > max {
+		if min > 0 {
+			return errInvalid(param, "%s must be %d to %d characters; it has %d.", param, min, max, n)
+		}
+		return errInvalid(param, "%s must be at most %d characters; it has %d.", param, max, n)
+	}
+	if strings.ContainsRune(value, 0) {
+		return errInvalid(param, "%s must not contain NUL characters.", param)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

@@ -1,0 +1,116 @@
+package api
+
+import (
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/botaserver/bota/internal/auth"
+)
+
+// limiter keeps token buckets in memory. With several nodes each one
+// enforces its share (limit / nodes), so the cluster as a whole holds the
+// configured rate without a database write per request; the node count
+// comes from the nodes table (SetClusterSize).
+type limiter struct {
+	mu      sync.Mutex
+	cfg     Config
+	nodes   int
+	buckets map[string]*bucket
+	now     func() time.Time
+	swept   time.Time
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newLimiter(cfg Config) *limiter {
+	return &limiter{cfg: cfg, nodes: 1, buckets: map[string]*bucket{}, now: time.Now}
+}
+
+func (l *limiter) setNodes(n int) {
+	if n < 1 {
+		n = 1
+	}
+	l.mu.Lock()
+	l.nodes = n
+	l.mu.Unlock()
+}
+
+// allow takes a token from the principal's bucket (and from the extra
+// bucket named by extra), sets the X-RateLimit headers, and returns a 429
+// error when a bucket is empty.
+func (l *limiter) allow(w http.ResponseWriter, p *auth.Principal, extra string) error {
+	if l.cfg.RateLimit <= 0 {
+		return nil
+	}
+	var key string
+	var rate, burst float64
+	switch p.Kind {
+	case auth.KindDevice:
+		key, rate = "device:"+p.DeviceID, l.cfg.DeviceRateLimit
+	case auth.KindUploadToken:
+		key, rate = "upload:"+p.RecordingID, l.cfg.DeviceRateLimit
+	default:
+		key, rate = "project:"+p.ProjectID+":"+p.Mode, l.cfg.RateLimit
+	}
+	burst = rate
+	ok, remaining, reset := l.take(key, rate, burst)
+	h := w.Header()
+	h.Set("X-RateLimit-Limit", strconv.Itoa(int(rate)))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+	if !ok {
+		return errRateLimited(int(math.Ceil(time.Until(reset).Seconds())))
+	}
+	if extra == "transcriptions" && l.cfg.TranscriptionRateLimit > 0 {
+		perMinute := l.cfg.TranscriptionRateLimit
+		ok, _, reset := l.take("transcriptions:"+p.ProjectID+":"+p.Mode, perMinute/60, perMinute)
+		if !ok {
+			return errRateLimited(int(math.Ceil(time.Until(reset).Seconds())))
+		}
+	}
+	return nil
+}
+
+// take removes one token from the bucket and returns whether it could, the
+// tokens left, and when the bucket will next be full (or, when empty, hold
+// one token).
+func (l *limiter) take(key string, rate, burst float64) (bool, int, time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	share := float64(l.nodes)
+	rate, burst = rate/share, math.Max(1, burst/share)
+	b := l.buckets[key]
+	if b == nil {
+		b = &bucket{tokens: burst, last: now}
+		l.buckets[key] = b
+	}
+	b.tokens = math.Min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+	b.last = now
+	if now.Sub(l.swept) > time.Minute {
+		l.sweep(now)
+	}
+	if b.tokens < 1 {
+		wait := time.Duration((1 - b.tokens) / rate * float64(time.Second))
+		return false, 0, now.Add(wait)
+	}
+	b.tokens--
+	full := time.Duration((burst - b.tokens) / rate * float64(time.Second))
+	return true, int(b.tokens * share), now.Add(full)
+}
+
+// sweep forgets buckets idle for ten minutes; they would be full anyway.
+func (l *limiter) sweep(now time.Time) {
+	l.swept = now
+	for k, b := range l.buckets {
+		if now.Sub(b.last) > 10*time.Minute {
+			delete(l.buckets, k)
+		}
+	}
+}

@@ -1,0 +1,50 @@
+package api
+
+import "net/http"
+
+// routes is the one table of every endpoint.
+func (s *Server) routes() {
+	m := s.mux
+	read := func(scope string) access { return access{scope: scope} }
+	write := read
+
+	// Operations.
+	m.HandleFunc("GET /health", s.health)
+	m.Handle("GET /metrics", s.metricsHandler())
+
+	// Admin API, guarded by the admin token.
+	m.HandleFunc("GET /admin/v1/projects", s.admin(s.adminListProjects))
+	m.HandleFunc("POST /admin/v1/projects", s.admin(s.adminCreateProject))
+	m.HandleFunc("GET /admin/v1/projects/{id}", s.admin(s.adminGetProject))
+	m.HandleFunc("GET /admin/v1/projects/{id}/keys", s.admin(s.adminListKeys))
+	m.HandleFunc("POST /admin/v1/projects/{id}/keys", s.admin(s.adminCreateKey))
+	m.HandleFunc("DELETE /admin/v1/keys/{id}", s.admin(s.adminRevokeKey))
+
+	// End users.
+	m.HandleFunc("POST /v1/end-users", s.guard(write("end_users:write"), s.createEndUser))
+	m.HandleFunc("GET /v1/end-users", s.guard(read("end_users:read"), s.listEndUsers))
+	m.HandleFunc("GET /v1/end-users/{id}", s.guard(read("end_users:read"), s.getEndUser))
+	m.HandleFunc("PATCH /v1/end-users/{id}", s.guard(write("end_users:write"), s.updateEndUser))
+	m.HandleFunc("DELETE /v1/end-users/{id}", s.guard(write("end_users:write"), s.deleteEndUser))
+
+	// Devices.
+	m.HandleFunc("POST /v1/devices", s.guard(write("devices:write"), s.registerDevice))
+	m.HandleFunc("GET /v1/devices", s.guard(read("devices:read"), s.listDevices))
+	m.HandleFunc("GET /v1/devices/stats", s.guard(read("devices:read"), s.deviceStats))
+	m.HandleFunc("GET /v1/devices/{id}", s.guard(read("devices:read"), s.getDevice))
+	m.HandleFunc("PATCH /v1/devices/{id}", s.guard(write("devices:write"), s.updateDevice))
+	m.HandleFunc("DELETE /v1/devices/{id}", s.guard(write("devices:write"), s.deleteDevice))
+	m.HandleFunc("POST /v1/devices/{id}/bind",
+		s.guard(access{scope: "devices:write", reissue: "device_token"}, s.bindDevice))
+	m.HandleFunc("POST /v1/devices/{id}/unbind", s.guard(write("devices:write"), s.unbindDevice))
+	m.HandleFunc("POST /v1/devices/{id}/heartbeat",
+		s.guard(access{scope: "devices:write", device: true}, s.heartbeat))
+	m.HandleFunc("POST /v1/devices/{id}/token/refresh",
+		s.guard(access{device: true, noKey: true, reissue: "device_token"}, s.refreshDeviceToken))
+	m.HandleFunc("GET /v1/devices/{id}/state", s.guard(read("devices:read"), s.deviceState))
+
+	// Anything else under /v1 is a JSON 404, not the mux's plain text.
+	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, errNotFound("Endpoint "+r.Method+" "+r.URL.Path, ""))
+	})
+}

@@ -1,0 +1,126 @@
+// Package api serves the Bota HTTP API: one route table (routes.go) and a
+// handler per endpoint.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/botaserver/bota/internal/auth"
+	"github.com/botaserver/bota/internal/blob"
+	"github.com/botaserver/bota/internal/ids"
+	"github.com/botaserver/bota/internal/model"
+	"github.com/botaserver/bota/internal/store"
+)
+
+// Config holds the settings the handlers need.
+type Config struct {
+	// AdminToken guards /admin/v1; empty disables the admin API.
+	AdminToken string
+	// Secret signs cursors.
+	Secret []byte
+	// RateLimit is the per-project request rate per second; 0 disables
+	// every limit.
+	RateLimit float64
+	// DeviceRateLimit is the per-device and per-upload-token rate.
+	DeviceRateLimit float64
+	// TranscriptionRateLimit is transcription creates per minute.
+	TranscriptionRateLimit float64
+	// DeviceTokenTTL ends device tokens after this long; 0 means never.
+	DeviceTokenTTL time.Duration
+	// HeartbeatInterval is the expected time between heartbeats; a device
+	// is online while its last heartbeat is younger than twice this.
+	HeartbeatInterval time.Duration
+}
+
+// Server holds the API's dependencies.
+type Server struct {
+	cfg     Config
+	store   *store.Store
+	blob    blob.Store
+	auth    *auth.Authenticator
+	log     *slog.Logger
+	limits  *limiter
+	metrics *metrics
+	mux     *http.ServeMux
+	// reissuers mint credentials again for replayed responses.
+	reissuers map[string]reissuer
+}
+
+// New returns a Server. Call Handler for its http.Handler.
+func New(cfg Config, st *store.Store, bs blob.Store, log *slog.Logger) *Server {
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = 60 * time.Second
+	}
+	s := &Server{
+		cfg:     cfg,
+		store:   st,
+		blob:    bs,
+		auth:    &auth.Authenticator{Store: st},
+		log:     log,
+		limits:  newLimiter(cfg),
+		metrics: newMetrics(),
+	}
+	s.auth.UploadToken = s.lookupUploadToken
+	s.reissuers = map[string]reissuer{}
+	s.reissuers["device_token"] = s.reissueDeviceToken
+	s.mux = http.NewServeMux()
+	s.routes()
+	return s
+}
+
+// Handler returns the server's root handler.
+func (s *Server) Handler() http.Handler {
+	return s.withRequestID(s.mux)
+}
+
+// SetClusterSize tells the rate limiter how many nodes share the limits.
+func (s *Server) SetClusterSize(n int) { s.limits.setNodes(n) }
+
+// Mount serves an extra handler under pattern (for example the local blob
+// store's /uploads/ path).
+func (s *Server) Mount(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+func (s *Server) adminAuthorized(r *http.Request) bool {
+	if s.cfg.AdminToken == "" {
+		return false
+	}
+	got := bearer(r)
+	return subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.AdminToken)) == 1
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && (h[:7] == "Bearer " || h[:7] == "bearer ") {
+		return h[7:]
+	}
+	return ""
+}
+
+type ctxKey int
+
+const (
+	keyLogger ctxKey = iota
+	keyPrincipal
+)
+
+func loggerFrom(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(keyLogger).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
+}
+
+func principalFrom(ctx context.Context) *auth.Principal {
+	p, _ := ctx.Value(keyPrincipal).(*auth.Principal)
+	return p
+}
+
+func hashSecret(secret string) string { return ids.Hash(secret) }
+
+func (s *Server) lookupUploadToken(ctx context.Context, hash string) (string, model.Tenant, string, error) {
+	return s.store.UploadTokenByHash(ctx, hash)
+}

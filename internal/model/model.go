@@ -1,0 +1,99 @@
+// Package model holds the plain records the store reads and writes.
+package model
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Modes of a project: data of one mode is invisible to the other.
+const (
+	ModeTest = "test"
+	ModeLive = "live"
+)
+
+// Project is the isolation boundary of all data.
+type Project struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+}
+
+// APIKey is a secret (sk_) or restricted (rk_) key. Only its hash is stored.
+type APIKey struct {
+	ID         string
+	ProjectID  string
+	Mode       string
+	Restricted bool
+	Scopes     []string
+	// Hint is the start of the secret, shown in lists so a user can tell
+	// keys apart.
+	Hint       string
+	Name       string
+	CreatedAt  time.Time
+	RevokedAt  *time.Time
+	LastUsedAt *time.Time
+}
+
+// Tenant is the project and mode a request acts in.
+type Tenant struct {
+	ProjectID string
+	Mode      string
+}
+
+// EndUser is a customer's user; end users never log in to the server.
+type EndUser struct {
+	ID string
+	Tenant
+	ExternalID *string
+	Email      *string
+	Name       *string
+	Metadata   map[string]any
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Device statuses.
+const (
+	DeviceUnbound = "unbound"
+	DeviceBound   = "bound"
+)
+
+// Device is a recorder registered in a project.
+type Device struct {
+	ID string
+	Tenant
+	SerialNumber      string
+	Model             string
+	DeviceType        *string
+	FirmwareVersion   *string
+	Name              *string
+	Status            string
+	EndUserID         *string
+	BoundAt           *time.Time
+	BindingGeneration int
+	BatteryPercent    *int
+	StorageUsedMB     *int
+	StorageTotalMB    *int
+	SignalStrengthDBM *int
+	LastHeartbeatAt   *time.Time
+	RecordingState    json.RawMessage // nil until the first heartbeat that reports it
+	Metadata          map[string]any
+	Settings          map[string]any
+	PublicKey         *string
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+}
+
+// DeviceToken is a device's credential. Only its hash is stored.
+type DeviceToken struct {
+	ID       string
+	DeviceID string
+	Tenant
+	CreatedAt   time.Time
+	ExpiresAt   *time.Time
+	RevokedAt   *time.Time
+	GraceUntil  *time.Time
+	ReplacedBy  *string
+	FirstUsedAt *time.Time
+}

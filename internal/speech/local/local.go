@@ -1,0 +1,243 @@
+// Package local transcribes audio offline with CMU pocketsphinx
+// (pocketsphinx_continuous from Debian's pocketsphinx package, with the
+// pocketsphinx-en-us model), so it handles English only.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/botaserver/bota/internal/audio"
+	"github.com/botaserver/bota/internal/speech"
+)
+
+// Name is the engine name reported in transcriptions.
+const Name = "local"
+
+// maxPieceSeconds is the longest audio one recogniser process gets. Longer
+// audio is cut at silences into pieces of 20 to 30 seconds that run in
+// parallel.
+const maxPieceSeconds = 30
+
+// minSamples is one second of audio: pocketsphinx returns nothing useful for
+// less.
+const minSamples = audio.SampleRate
+
+// Config configures an Engine.
+type Config struct {
+	// Workers is the maximum number of recogniser processes running at once
+	// across all calls to Transcribe. Default 2.
+	Workers int
+	// Command is the recogniser program. Default "pocketsphinx_continuous".
+	Command string
+	// Args are extra recogniser options, such as "-hmm DIR -lm FILE -dict
+	// FILE" for another model. Default none (the package's en-us model).
+	Args []string
+	// Logger receives debug records per piece. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Engine runs pocketsphinx on local files. It is safe for concurrent use.
+type Engine struct {
+	command string
+	args    []string
+	logger  *slog.Logger
+	slots   chan struct{}
+	running atomic.Int64
+	peak    atomic.Int64
+}
+
+var _ speech.Engine = (*Engine)(nil)
+
+// New returns an engine with cfg's defaults applied.
+func New(cfg Config) *Engine {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
+	if cfg.Command == "" {
+		cfg.Command = "pocketsphinx_continuous"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Engine{
+		command: cfg.Command,
+		args:    cfg.Args,
+		logger:  cfg.Logger.With("engine", Name),
+		slots:   make(chan struct{}, cfg.Workers),
+	}
+}
+
+// Name returns "local".
+func (e *Engine) Name() string { return Name }
+
+// Running returns the number of recogniser processes running now.
+func (e *Engine) Running() int { return int(e.running.Load()) }
+
+// Peak returns the highest number of recogniser processes that ran at once
+// since the engine was made.
+func (e *Engine) Peak() int { return int(e.peak.Load()) }
+
+// Transcribe decodes req.Path with ffmpeg, cuts audio longer than 30 seconds
+// at silences, recognises the pieces in parallel and joins their words into
+// segments split at pauses. Speakers are not told apart, so
+// req.Diarization is ignored.
+func (e *Engine) Transcribe(ctx context.Context, req speech.Request) (*speech.Result, error) {
+	if lang := speech.BaseLanguage(req.Language); lang != "" && lang != "en" {
+		return nil, &speech.Error{Code: speech.CodeProcessingError,
+			Message: fmt.Sprintf("the local engine recognises English (en) only, not %q", req.Language)}
+	}
+
+	if _, err := audio.ProbeStreams(ctx, req.Path); err != nil {
+		return nil, audioError(ctx, err)
+	}
+	pcm, err := audio.ReadPCM(ctx, req.Path)
+	if err != nil {
+		return nil, audioError(ctx, err)
+	}
+	if len(pcm) < minSamples {
+		return nil, &speech.Error{Code: speech.CodeAudioTooShort,
+			Message: fmt.Sprintf("audio is %d ms long, the minimum is 1000 ms",
+				len(pcm)*1000/audio.SampleRate)}
+	}
+
+	started := time.Now()
+	words, err := e.recognise(ctx, pcm)
+	if err != nil {
+		return nil, err
+	}
+	durationMs := int64(len(pcm)) * 1000 / audio.SampleRate
+	e.logger.Debug("speech.local.transcribed", "duration_ms", durationMs,
+		"elapsed_ms", time.Since(started).Milliseconds(), "words", len(words))
+	return buildResult(words, durationMs), nil
+}
+
+// recognise runs one recogniser per silence-cut piece of pcm, at most
+// len(e.slots) at once across the engine, and returns the words in time order.
+func (e *Engine) recognise(ctx context.Context, pcm []int16) ([]speech.Word, error) {
+	dir, err := os.MkdirTemp("", "bota-local-")
+	if err != nil {
+		return nil, &speech.Error{Code: speech.CodeProcessingError,
+			Message: "creating a temporary directory failed", Retryable: true, Err: err}
+	}
+	defer os.RemoveAll(dir)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	spans := audio.SplitAtSilence(pcm, audio.SampleRate, maxPieceSeconds)
+	results := make([][]speech.Word, len(spans))
+	errs := make([]error, len(spans))
+	var wg sync.WaitGroup
+	for i, span := range spans {
+		wg.Go(func() {
+			path := filepath.Join(dir, fmt.Sprintf("piece%03d.raw", i))
+			results[i], errs[i] = e.recognisePiece(ctx, path, pcm[span.Start:span.End])
+			if errs[i] != nil {
+				cancel()
+			}
+			offset, _ := span.Seconds(audio.SampleRate)
+			for j := range results[i] {
+				results[i][j].Start = roundMs(results[i][j].Start + offset)
+				results[i][j].End = roundMs(results[i][j].End + offset)
+			}
+		})
+	}
+	wg.Wait()
+
+	if err := firstError(errs); err != nil {
+		return nil, err
+	}
+	var words []speech.Word
+	for _, r := range results {
+		words = append(words, r...)
+	}
+	return words, nil
+}
+
+// recognisePiece writes samples to path as raw PCM and runs the recogniser
+// on it once a worker slot is free.
+func (e *Engine) recognisePiece(ctx context.Context, path string, samples []int16) ([]speech.Word, error) {
+	if err := os.WriteFile(path, audio.SamplesToBytes(samples), 0o600); err != nil {
+		return nil, &speech.Error{Code: speech.CodeProcessingError,
+			Message: "writing audio for the recogniser failed", Retryable: true, Err: err}
+	}
+
+	select {
+	case e.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, canceled(ctx)
+	}
+	defer func() { <-e.slots }()
+
+	n := e.running.Add(1)
+	defer e.running.Add(-1)
+	for {
+		p := e.peak.Load()
+		if n <= p || e.peak.CompareAndSwap(p, n) {
+			break
+		}
+	}
+
+	started := time.Now()
+	out, err := e.runRecogniser(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	words, err := parseOutput(out)
+	if err != nil {
+		return nil, &speech.Error{Code: speech.CodeProcessingError,
+			Message: "reading the recogniser output failed", Err: err}
+	}
+	e.logger.Debug("speech.local.piece", "samples", len(samples),
+		"elapsed_ms", time.Since(started).Milliseconds(), "words", len(words))
+	return words, nil
+}
+
+// audioError maps audio package failures to speech error codes.
+func audioError(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return canceled(ctx)
+	case errors.Is(err, audio.ErrUnsupportedFormat):
+		return &speech.Error{Code: speech.CodeUnsupportedFormat,
+			Message: "the audio format is not supported", Err: err}
+	case errors.Is(err, audio.ErrCorrupt):
+		return &speech.Error{Code: speech.CodeAudioCorrupt,
+			Message: "the audio file is damaged or holds no audio", Err: err}
+	}
+	return &speech.Error{Code: speech.CodeProcessingError,
+		Message: "reading the audio failed", Retryable: true, Err: err}
+}
+
+// canceled reports a stopped transcription as retryable: the job was
+// interrupted (shutdown, timeout), not the audio at fault.
+func canceled(ctx context.Context) error {
+	return &speech.Error{Code: speech.CodeProcessingError,
+		Message: "transcription was interrupted", Retryable: true, Err: context.Cause(ctx)}
+}
+
+// firstError returns the first error that is not a cancellation caused by a
+// sibling's failure, or the first cancellation when that is all there is.
+func firstError(errs []error) error {
+	var first error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, context.Canceled) {
+			return err
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}

@@ -1,0 +1,124 @@
+// Package store keeps every record of the server in one SQL database.
+//
+// The SQL is shared: it is written once with ? placeholders in the subset
+// that SQLite and PostgreSQL both accept (BIGINT unix milliseconds for
+// times, TEXT for JSON, partial unique indexes, ON CONFLICT, RETURNING).
+// What differs between the two engines is behind the Dialect interface,
+// implemented in the sqlite and postgres packages.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors returned by store methods.
+var (
+	ErrNotFound = errors.New("store: not found")
+	// ErrConflict is returned when a unique constraint rejects a write.
+	ErrConflict = errors.New("store: conflict")
+)
+
+// Dialect is what differs between the SQL engines.
+type Dialect interface {
+	// Name is "sqlite" or "postgres".
+	Name() string
+	// Rebind rewrites ? placeholders into the engine's form.
+	Rebind(query string) string
+	// IsUniqueViolation reports whether err is a unique-constraint failure.
+	IsUniqueViolation(err error) bool
+	// WithMigrationLock runs fn while holding a lock that keeps other
+	// processes from migrating the same database at the same time.
+	WithMigrationLock(ctx context.Context, db *sql.DB, fn func() error) error
+}
+
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Store reads and writes records. A Store made by InTx runs every call in
+// that transaction.
+type Store struct {
+	db      *sql.DB
+	q       querier
+	dialect Dialect
+	inTx    bool
+	// Now returns the current time; tests replace it.
+	Now func() time.Time
+}
+
+// New returns a Store over db.
+func New(db *sql.DB, dialect Dialect) *Store {
+	return &Store{db: db, q: db, dialect: dialect, Now: time.Now}
+}
+
+// DB returns the underlying database handle.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Dialect returns the engine's dialect.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// InTx runs fn in one transaction, committed when fn returns nil.
+func (s *Store) InTx(ctx context.Context, fn func(tx *Store) error) error {
+	if s.inTx {
+		return fn(s)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	txStore := &Store{db: s.db, q: tx, dialect: s.dialect, inTx: true, Now: s.Now}
+	if err := fn(txStore); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit transaction: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	res, err := s.q.ExecContext(ctx, s.dialect.Rebind(query), args...)
+	if err != nil && s.dialect.IsUniqueViolation(err) {
+		return nil, fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return res, err
+}
+
+func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return s.q.QueryContext(ctx, s.dialect.Rebind(query), args...)
+}
+
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	return s.q.QueryRowContext(ctx, s.dialect.Rebind(query), args...)
+}
+
+// execOne runs a write that must touch exactly one row.
+func (s *Store) execOne(ctx context.Context, query string, args ...any) error {
+	res, err := s.exec(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+func (s *Store) nowMs() int64 { return s.Now().UnixMilli() }
