@@ -78,6 +78,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		DeviceRateLimit:        cfg.DeviceRate,
 		TranscriptionRateLimit: cfg.TranscribeMin,
 		DeviceTokenTTL:         cfg.DeviceTTL,
+		PublicURL:              publicURL,
+		MaxFileSize:            cfg.MaxFileSize,
+		MaxMedia:               cfg.MaxMedia,
 	}, db.store, blobs, log)
 	if uploads != nil {
 		srv.Mount("/uploads/", uploads)

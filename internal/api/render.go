@@ -18,7 +18,7 @@ func endUserJSON(u *model.EndUser) map[string]any {
 		"external_id": u.ExternalID,
 		"email":       u.Email,
 		"name":        u.Name,
-		"metadata":    u.Metadata,
+		"metadata":    object(u.Metadata),
 		"created_at":  formatTime(u.CreatedAt),
 		"updated_at":  formatTime(u.UpdatedAt),
 		"deleted_at":  nil,
@@ -53,8 +53,8 @@ func deviceJSON(d *model.Device) map[string]any {
 		"signal_strength_dbm": d.SignalStrengthDBM,
 		"last_heartbeat_at":   formatTimePtr(d.LastHeartbeatAt),
 		"recording_state":     state,
-		"metadata":            d.Metadata,
-		"settings":            d.Settings,
+		"metadata":            object(d.Metadata),
+		"settings":            object(d.Settings),
 		"created_at":          formatTime(d.CreatedAt),
 		"updated_at":          formatTime(d.UpdatedAt),
 		"deleted_at":          nil,
@@ -64,4 +64,12 @@ func deviceJSON(d *model.Device) map[string]any {
 // online reports whether the device heartbeated within twice the interval.
 func online(d *model.Device, interval time.Duration, now time.Time) bool {
 	return d.LastHeartbeatAt != nil && now.Sub(*d.LastHeartbeatAt) < 2*interval
+}
+
+// object returns m, or an empty object for nil, so metadata is never null.
+func object(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
 }

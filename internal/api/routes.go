@@ -43,6 +43,23 @@ func (s *Server) routes() {
 		s.guard(access{device: true, noKey: true, reissue: "device_token"}, s.refreshDeviceToken))
 	m.HandleFunc("GET /v1/devices/{id}/state", s.guard(read("devices:read"), s.deviceState))
 
+	// Recordings and uploads.
+	rw := access{scope: "recordings:write", device: true, upload: true}
+	m.HandleFunc("POST /v1/recordings", s.guard(access{scope: "recordings:write", device: true}, s.createRecording))
+	m.HandleFunc("GET /v1/recordings", s.guard(read("recordings:read"), s.listRecordings))
+	m.HandleFunc("GET /v1/recordings/{id}", s.guard(read("recordings:read"), s.getRecording))
+	m.HandleFunc("PATCH /v1/recordings/{id}", s.guard(write("recordings:write"), s.updateRecording))
+	m.HandleFunc("DELETE /v1/recordings/{id}", s.guard(write("recordings:write"), s.deleteRecording))
+	m.HandleFunc("POST /v1/recordings/{id}/upload-url",
+		s.guard(access{scope: "recordings:write", device: true, upload: true, reissue: "upload_token"}, s.createUploadURL))
+	m.HandleFunc("POST /v1/recordings/{id}/upload-complete", s.guard(rw, s.completeUpload))
+	m.HandleFunc("POST /v1/recordings/{id}/upload-token",
+		s.guard(access{scope: "recordings:write", reissue: "upload_token"}, s.createUploadToken))
+	m.HandleFunc("GET /v1/recordings/{id}/download-url", s.guard(read("recordings:read"), s.downloadURL))
+	m.HandleFunc("POST /v1/recordings/{id}/download-url", s.guard(read("recordings:read"), s.downloadURL))
+	m.HandleFunc("POST /v1/recordings/{id}/chunk-url", s.guard(rw, s.chunkURL))
+	m.HandleFunc("POST /v1/recordings/{id}/finalize", s.guard(rw, s.finalize))
+
 	// Anything else under /v1 is a JSON 404, not the mux's plain text.
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errNotFound("Endpoint "+r.Method+" "+r.URL.Path, ""))

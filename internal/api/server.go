@@ -31,6 +31,14 @@ type Config struct {
 	TranscriptionRateLimit float64
 	// DeviceTokenTTL ends device tokens after this long; 0 means never.
 	DeviceTokenTTL time.Duration
+	// PublicURL is the absolute base URL clients reach the server at.
+	PublicURL string
+	// MaxFileSize bounds one media file; MaxMedia the media of a recording.
+	MaxFileSize int64
+	MaxMedia    int
+	// OnEvent is called after a request stored events, to wake the
+	// background work that reads them. It may be nil.
+	OnEvent func()
 	// HeartbeatInterval is the expected time between heartbeats; a device
 	// is online while its last heartbeat is younger than twice this.
 	HeartbeatInterval time.Duration
@@ -52,6 +60,12 @@ type Server struct {
 
 // New returns a Server. Call Handler for its http.Handler.
 func New(cfg Config, st *store.Store, bs blob.Store, log *slog.Logger) *Server {
+	if cfg.MaxFileSize == 0 {
+		cfg.MaxFileSize = 2 << 30
+	}
+	if cfg.MaxMedia == 0 {
+		cfg.MaxMedia = 50
+	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 60 * time.Second
 	}
@@ -67,6 +81,7 @@ func New(cfg Config, st *store.Store, bs blob.Store, log *slog.Logger) *Server {
 	s.auth.UploadToken = s.lookupUploadToken
 	s.reissuers = map[string]reissuer{}
 	s.reissuers["device_token"] = s.reissueDeviceToken
+	s.reissuers["upload_token"] = s.reissueUploadToken
 	s.mux = http.NewServeMux()
 	s.routes()
 	return s

@@ -14,9 +14,11 @@ import (
 	"github.com/botaserver/bota/internal/jobs"
 )
 
-// benchDBs runs fn as one sub-benchmark per database.
+// benchDBs runs fn as one sub-benchmark per database, and on SQLite both
+// with database/sql's unlimited pool and with one connection.
 func benchDBs(b *testing.B, fn func(b *testing.B, db *testDB)) {
 	b.Run("sqlite", func(b *testing.B) { fn(b, newSQLiteDB(b)) })
+	b.Run("sqlite-1conn", func(b *testing.B) { fn(b, newSQLiteDBConns(b, 1)) })
 	b.Run("postgres", func(b *testing.B) { fn(b, newPostgresDB(b)) })
 }
 
@@ -146,48 +148,54 @@ func BenchmarkPickupLatency(b *testing.B) {
 // workers run them and write a row each, all on one database, and checks
 // that every job completes once and River logs no lock failures.
 func TestLoadWithoutLockErrors(t *testing.T) {
-	bothDBs(t, func(t *testing.T, db *testDB) {
-		const inserters, perInserter = 4, 100
-		workers := river.NewWorkers()
-		worker := &sleepWorker{db: db}
-		river.AddWorker(workers, worker)
-		q := db.open(t, jobs.Config{
-			Workers: workers, Queues: map[string]int{river.QueueDefault: 8},
-			FetchPollInterval: 50 * time.Millisecond,
-		})
-		start(t, q)
-
-		began := time.Now()
-		var (
-			mu  sync.Mutex
-			ids []int64
-			wg  sync.WaitGroup
-		)
-		for range inserters {
-			wg.Go(func() {
-				for range perInserter {
-					id, _, err := q.Insert(context.Background(), sleepArgs{SleepMS: 5}, nil)
-					if err != nil {
-						t.Errorf("insert: %v", err)
-						return
-					}
-					mu.Lock()
-					ids = append(ids, id)
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
-		waitFor(t, 60*time.Second, "all jobs completed", func() bool {
-			return stats(t, q)[rivertype.JobStateCompleted] == inserters*perInserter
-		})
-		t.Logf("%s: %d jobs inserted and completed in %s", db.name, len(ids), time.Since(began))
-		checkEachCompletedOnce(t, db, q, ids)
-		if locks := db.logs.lockErrors(); len(locks) > 0 {
-			t.Errorf("River logged %d lock errors, first: %s", len(locks), locks[0])
-		}
-		if all := db.logs.matching("ERROR"); len(all) > 0 {
-			t.Errorf("River logged %d errors, first: %s", len(all), all[0])
-		}
+	t.Run("sqlite-1conn", func(t *testing.T) {
+		t.Parallel()
+		runLoad(t, newSQLiteDBConns(t, 1))
 	})
+	bothDBs(t, runLoad)
+}
+
+func runLoad(t *testing.T, db *testDB) {
+	const inserters, perInserter = 4, 100
+	workers := river.NewWorkers()
+	worker := &sleepWorker{db: db}
+	river.AddWorker(workers, worker)
+	q := db.open(t, jobs.Config{
+		Workers: workers, Queues: map[string]int{river.QueueDefault: 8},
+		FetchPollInterval: 50 * time.Millisecond,
+	})
+	start(t, q)
+
+	began := time.Now()
+	var (
+		mu  sync.Mutex
+		ids []int64
+		wg  sync.WaitGroup
+	)
+	for range inserters {
+		wg.Go(func() {
+			for range perInserter {
+				id, _, err := q.Insert(context.Background(), sleepArgs{SleepMS: 5}, nil)
+				if err != nil {
+					t.Errorf("insert: %v", err)
+					return
+				}
+				mu.Lock()
+				ids = append(ids, id)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(t, 60*time.Second, "all jobs completed", func() bool {
+		return stats(t, q)[rivertype.JobStateCompleted] == inserters*perInserter
+	})
+	t.Logf("%s: %d jobs inserted and completed in %s", db.name, len(ids), time.Since(began))
+	checkEachCompletedOnce(t, db, q, ids)
+	if locks := db.logs.lockErrors(); len(locks) > 0 {
+		t.Errorf("River logged %d lock errors, first: %s", len(locks), locks[0])
+	}
+	if all := db.logs.matching("ERROR"); len(all) > 0 {
+		t.Errorf("River logged %d errors, first: %s", len(all), all[0])
+	}
 }

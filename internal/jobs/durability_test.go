@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,7 +131,7 @@ func TestStopMidRun(t *testing.T) {
 }
 
 const (
-	crashChildEnv = "BOTA_JOBS_CRASH_CHILD" // "sqlite" or "postgres"
+	crashChildEnv = "BOTA_JOBS_CRASH_CHILD" // a testDB name
 	crashDSNEnv   = "BOTA_JOBS_CRASH_DSN"
 	crashWorkers  = 4
 )
@@ -156,8 +157,8 @@ func runCrashChild() int {
 	}
 	river.AddWorker(cfg.Workers, blockingWorker{})
 
-	switch os.Getenv(crashChildEnv) {
-	case "sqlite":
+	switch {
+	case strings.HasPrefix(os.Getenv(crashChildEnv), "sqlite"):
 		db, err := sql.Open("sqlite", os.Getenv(crashDSNEnv))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "open SQLite:", err)

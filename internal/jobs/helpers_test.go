@@ -39,7 +39,7 @@ func sqliteDSN(path string) string {
 
 // testDB is one database with River's tables, on SQLite or PostgreSQL.
 type testDB struct {
-	name   string // "sqlite" or "postgres"
+	name   string // "sqlite", "sqlite-1conn" or "postgres"
 	dsn    string // SQLite DSN or PostgreSQL URL, for a child process
 	sqlite *sql.DB
 	pool   *pgxpool.Pool
@@ -75,9 +75,20 @@ func openPool(t testing.TB, dbURL string) *pgxpool.Pool {
 
 func newSQLiteDB(t testing.TB) *testDB {
 	t.Helper()
+	return newSQLiteDBConns(t, 0)
+}
+
+// newSQLiteDBConns opens a SQLite test database whose pool has at most
+// maxConns connections (0 for no limit, database/sql's default).
+func newSQLiteDBConns(t testing.TB, maxConns int) *testDB {
+	t.Helper()
 	dsn := sqliteDSN(filepath.Join(t.TempDir(), "bota.db"))
 	db := &testDB{name: "sqlite", dsn: dsn, logs: &logRecorder{}}
+	if maxConns > 0 {
+		db.name = fmt.Sprintf("sqlite-%dconn", maxConns)
+	}
 	db.sqlite = openSQLite(t, dsn)
+	db.sqlite.SetMaxOpenConns(maxConns)
 	db.sqlDB = db.sqlite
 	db.migrate(t)
 	return db

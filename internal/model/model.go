@@ -97,3 +97,71 @@ type DeviceToken struct {
 	ReplacedBy  *string
 	FirstUsedAt *time.Time
 }
+
+// Recording statuses.
+const (
+	RecordingPending          = "pending"
+	RecordingStreaming        = "streaming"
+	RecordingStitching        = "stitching"
+	RecordingUploaded         = "uploaded"
+	RecordingProcessing       = "processing"
+	RecordingCompleted        = "completed"
+	RecordingFailed           = "failed"
+	RecordingIntegrityFailure = "integrity_failure"
+)
+
+// Recording is one captured conversation and its media files.
+type Recording struct {
+	ID string
+	Tenant
+	DeviceID                *string
+	EndUserID               *string
+	Name                    *string
+	Status                  string
+	Source                  string
+	UploadMethod            *string
+	RecordedAt              *time.Time
+	StartedAt               *time.Time
+	EndedAt                 *time.Time
+	DurationMs              *int64
+	ContentSHA256           *string
+	ContentSHA256VerifiedAt *time.Time
+	UploadedAt              *time.Time
+	TranscriptionID         *string
+	Streaming               bool
+	// StreamState is the JSON of a streaming recording's finalize request
+	// and answer.
+	StreamState *string
+	// CompleteResponse is the body of the first successful
+	// upload-complete, replayed by later calls.
+	CompleteResponse *string
+	Metadata         map[string]any
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+	Media            []*Media
+}
+
+// Media statuses.
+const (
+	MediaPending  = "pending"
+	MediaUploaded = "uploaded"
+	MediaExpired  = "expired"
+)
+
+// Media is one file of a recording (audio, image or video).
+type Media struct {
+	ID          string
+	RecordingID string
+	Tenant
+	Type          string
+	MimeType      string
+	FileSizeBytes *int64
+	Status        string
+	StorageKey    string
+	SHA256        *string
+	DurationMs    *int64
+	CapturedAt    *time.Time
+	URLExpiresAt  time.Time
+	CreatedAt     time.Time
+	UploadedAt    *time.Time
+}

@@ -16,7 +16,7 @@ import (
 // written in the same transaction as the change, so the events table is
 // also the outbox that background work reads.
 type Event struct {
-	ID        string
+	ID string
 	model.Tenant
 	Type      string
 	Data      json.RawMessage

@@ -132,7 +132,11 @@ func newBucketName(testName string) (string, error) {
 	if _, err := rand.Read(random); err != nil {
 		return "", fmt.Errorf("make bucket name: %w", err)
 	}
-	return "t-" + strings.Trim(b.String(), "-") + "-" + hex.EncodeToString(random), nil
+	name := "t-"
+	if label := strings.Trim(b.String(), "-"); label != "" {
+		name += label + "-"
+	}
+	return name + hex.EncodeToString(random), nil
 }
 
 // s3Endpoint returns the endpoint of the running server, starting one if
@@ -191,7 +195,7 @@ func findVersityGW() (string, error) {
 }
 
 // startVersityGW starts versitygw on a free port of 127.0.0.1 with its data
-// in a new temporary folder and waits until it answers HTTP. The returned
+// in a new temporary folder and waits until it responds to HTTP. The returned
 // stop function, safe to call more than once, ends the process and removes
 // the folder.
 func startVersityGW() (endpoint string, stop func(), err error) {
@@ -273,7 +277,7 @@ func startVersityOnce(bin, dir, dataDir string) (*versityProcess, error) {
 	return p, nil
 }
 
-// waitReady polls until the server answers any HTTP response, the process
+// waitReady polls until the server sends any HTTP response, the process
 // exits or s3ReadyTimeout passes.
 func (p *versityProcess) waitReady() error {
 	client := &http.Client{Timeout: 2 * time.Second}
@@ -281,7 +285,7 @@ func (p *versityProcess) waitReady() error {
 	for {
 		select {
 		case <-p.exited:
-			return fmt.Errorf("exited before it answered: %v", p.waitErr)
+			return fmt.Errorf("exited before it responded: %v", p.waitErr)
 		default:
 		}
 		resp, err := client.Get(p.endpoint + "/")
@@ -290,7 +294,7 @@ func (p *versityProcess) waitReady() error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no answer after %s: %w", s3ReadyTimeout, err)
+			return fmt.Errorf("no response after %s: %w", s3ReadyTimeout, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

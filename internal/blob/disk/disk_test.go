@@ -108,7 +108,7 @@ func sendRaw(t *testing.T, srv *server, head string, body []byte) rawResponse {
 	if _, err := io.WriteString(conn, msg); err != nil {
 		t.Fatalf("write request head: %v", err)
 	}
-	// The server may answer and close before reading the body.
+	// The server may respond and close before reading the body.
 	_, _ = conn.Write(body)
 	// ReadResponse needs the method to know that a HEAD response has no body.
 	method, _, _ := strings.Cut(head, " ")
@@ -744,4 +744,79 @@ func procStatusKiB(t *testing.T, name string) int64 {
 		}
 	}
 	return 0
+}
+
+func TestHandlerBehindServeMux(t *testing.T) {
+	dir := t.TempDir()
+	mux := http.NewServeMux()
+	ts := httptest.NewUnstartedServer(mux)
+	store, err := disk.New(disk.Config{Dir: dir, PublicURL: "http://" + ts.Listener.Addr().String(),
+		Secret: testSecret, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("disk.New: %v", err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	mux.Handle(disk.UploadsPath, store.Handler())
+	ts.Start()
+	t.Cleanup(ts.Close)
+
+	ctx := context.Background()
+	signed, err := store.PresignPut(ctx, testKey, blob.PutOptions{
+		ContentType: testType, ContentLength: 3, Expires: time.Now().Add(time.Hour),
+	})
+	if err != nil {
+		t.Fatalf("PresignPut: %v", err)
+	}
+	req, err := http.NewRequest(http.MethodPut, signed.URL, strings.NewReader("abc"))
+	if err != nil {
+		t.Fatalf("new request: %v", err)
+	}
+	req.Header.Set("Content-Type", testType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("PUT: %v", err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT through ServeMux: status %d", resp.StatusCode)
+	}
+	if info, err := store.Stat(ctx, testKey); err != nil || info.Size != 3 {
+		t.Errorf("Stat = %+v, %v; want size 3", info, err)
+	}
+}
+
+func TestConcurrentPutsKeepTypeWithObject(t *testing.T) {
+	srv := newServer(t, 0)
+	ctx := context.Background()
+	const writers = 8
+	errs := make(chan error, writers)
+	for i := 1; i <= writers; i++ {
+		go func() {
+			data := bytes.Repeat([]byte{'x'}, i)
+			errs <- srv.store.Put(ctx, testKey, bytes.NewReader(data), int64(i),
+				fmt.Sprintf("audio/x-%d", i))
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Errorf("Put: %v", err)
+		}
+	}
+
+	info, err := srv.store.Stat(ctx, testKey)
+	if err != nil {
+		t.Fatalf("Stat: %v", err)
+	}
+	signed, err := srv.store.PresignGet(ctx, testKey, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatalf("PresignGet: %v", err)
+	}
+	r := sendRaw(t, srv, "GET "+target(t, signed.URL)+" HTTP/1.1", nil)
+	if want := fmt.Sprintf("audio/x-%d", info.Size); r.header.Get("Content-Type") != want {
+		t.Errorf("object of %d bytes has Content-Type %q, want %q", info.Size,
+			r.header.Get("Content-Type"), want)
+	}
+	if names := tempFiles(t, srv.dir); len(names) != 0 {
+		t.Errorf("temp files left: %v", names)
+	}
 }

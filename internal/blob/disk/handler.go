@@ -186,9 +186,10 @@ func (s *Store) servePut(w http.ResponseWriter, r *http.Request, log *slog.Logge
 	}
 
 	err := s.write(r.Context(), key, r.Body, size, sig.contentType)
-	if errors.Is(err, errBodyTooShort) || errors.Is(err, errBodyTooLong) ||
-		r.Context().Err() != nil {
-		// The client went away mid-body; nobody may read this response.
+	if err != nil && (errors.Is(err, errBodyTooShort) || errors.Is(err, errBodyTooLong) ||
+		r.Context().Err() != nil) {
+		// The client went away mid-body, so this response probably reaches
+		// no one.
 		log.Info("BlobUploadAborted", "size", size, "error", err)
 		s.writeError(w, &httpError{http.StatusBadRequest, "invalid_request",
 			"the request body ended before Content-Length bytes"})
@@ -219,11 +220,11 @@ func (s *Store) serveGet(w http.ResponseWriter, r *http.Request, log *slog.Logge
 	defer func() { _ = f.Close() }()
 
 	w.Header().Set("Content-Type", s.contentType(key))
-	// ServeContent sets Content-Length, answers HEAD and Range requests.
+	// ServeContent sets Content-Length and handles HEAD and Range requests.
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 }
 
-// reject logs a refused request at Warn and writes the error.
+// reject logs a rejected request at Warn and writes the error.
 func (s *Store) reject(w http.ResponseWriter, log *slog.Logger, herr *httpError) {
 	log.Warn("BlobRequestRejected", "status", herr.status, "reason", herr.message)
 	s.writeError(w, herr)

@@ -209,8 +209,8 @@ func (s *Store) mapNotFound(op, key string, err error) error {
 }
 
 // Put writes size bytes from r to key. The object appears only once all
-// bytes are on disk; a reader that ends early or goes on past size leaves
-// no object and returns an error.
+// bytes are on disk. A reader that ends early or has more than size bytes
+// leaves no object, and Put returns an error.
 func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64,
 	contentType string) error {
 	if err := validateKey(key); err != nil {

@@ -56,8 +56,8 @@ func (s *Store) write(ctx context.Context, key string, r io.Reader, size int64,
 
 	bufp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bufp)
-	// Reading one byte past size tells a body of the right length from a
-	// longer one. The writer is wrapped so that io.CopyBuffer uses the fixed
+	// Reading one byte past size distinguishes a body of the right length
+	// from a longer one. The writer is wrapped so that io.CopyBuffer uses the fixed
 	// buffer instead of (*os.File).ReadFrom.
 	src := io.LimitReader(contextReader{ctx: ctx, r: r}, size+1)
 	n, err := io.CopyBuffer(writerOnly{f}, src, *bufp)

@@ -36,9 +36,9 @@ const maxPresignExpiry = 7 * 24 * time.Hour
 // Config configures a Store.
 type Config struct {
 	// URL names the bucket: s3://bucket?endpoint=URL&region=NAME&prefix=P.
-	// endpoint (optional) is the base URL of an S3-compatible server and
-	// turns on path-style addressing; region defaults to the SDK's
-	// configured region, else DefaultRegion; prefix (optional) is put in
+	// The optional endpoint is the base URL of an S3-compatible server and
+	// turns on path-style addressing. The region defaults to the SDK's
+	// configured region, else DefaultRegion. The optional prefix is put in
 	// front of every key, with a '/' added if it has none at its end.
 	// Credentials never come from the URL but from the SDK's usual sources
 	// (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, profiles, roles).
@@ -91,17 +91,10 @@ func parseURL(raw string) (location, error) {
 		return location{}, fmt.Errorf("storage URL has the path %q; "+
 			"use the prefix query parameter for a key prefix", u.Path)
 	}
+
 	q := u.Query()
-	for name, values := range q {
-		switch name {
-		case "endpoint", "region", "prefix":
-		default:
-			return location{}, fmt.Errorf("storage URL has the unknown parameter %q "+
-				"(known: endpoint, region, prefix)", name)
-		}
-		if len(values) > 1 {
-			return location{}, fmt.Errorf("storage URL repeats the parameter %q", name)
-		}
+	if err := checkURLQuery(q); err != nil {
+		return location{}, err
 	}
 	loc := location{
 		bucket:   u.Host,
@@ -109,6 +102,7 @@ func parseURL(raw string) (location, error) {
 		region:   q.Get("region"),
 		prefix:   strings.TrimPrefix(q.Get("prefix"), "/"),
 	}
+
 	if loc.endpoint != "" {
 		e, err := url.Parse(loc.endpoint)
 		if err != nil || (e.Scheme != "http" && e.Scheme != "https") || e.Host == "" {
@@ -120,6 +114,23 @@ func parseURL(raw string) (location, error) {
 		loc.prefix += "/"
 	}
 	return loc, nil
+}
+
+// checkURLQuery rejects unknown and repeated parameters, so that a typo
+// in a parameter name does not silently fall back to a default.
+func checkURLQuery(q url.Values) error {
+	for name, values := range q {
+		switch name {
+		case "endpoint", "region", "prefix":
+		default:
+			return fmt.Errorf("storage URL has the unknown parameter %q "+
+				"(known: endpoint, region, prefix)", name)
+		}
+		if len(values) > 1 {
+			return fmt.Errorf("storage URL repeats the parameter %q", name)
+		}
+	}
+	return nil
 }
 
 // New returns a Store for cfg.URL. It does not contact the server; call

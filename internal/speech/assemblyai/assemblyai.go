@@ -246,7 +246,7 @@ func transcriptError(id, msg string) error {
 func mapTranscript(t *transcript, req speech.Request) *speech.Result {
 	res := &speech.Result{
 		Text:       t.Text,
-		Language:   strings.ReplaceAll(t.LanguageCode, "_", "-"),
+		Language:   languageTag(t.LanguageCode),
 		Confidence: t.Confidence,
 		Segments:   []speech.Segment{},
 	}
@@ -306,7 +306,29 @@ func speakerName(label string) string {
 	return "SPEAKER_" + label
 }
 
-// languageCode converts a tag such as "en-US" to AssemblyAI's form, "en_us".
+// languageCode converts a tag such as "en-US" to AssemblyAI's form. Only
+// English has regional codes there (en_us, en_uk, en_au), so other tags are
+// cut to their primary subtag.
 func languageCode(tag string) string {
-	return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(tag), "-", "_"))
+	base := speech.BaseLanguage(tag)
+	region := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(tag)[len(base):], "-"))
+	region = strings.TrimPrefix(region, "_")
+	if base == "en" {
+		switch region {
+		case "us", "au":
+			return "en_" + region
+		case "gb", "uk":
+			return "en_uk"
+		}
+	}
+	return base
+}
+
+// languageTag converts AssemblyAI's "en_us" to "en-US".
+func languageTag(code string) string {
+	base, region, ok := strings.Cut(code, "_")
+	if !ok {
+		return code
+	}
+	return base + "-" + strings.ToUpper(region)
 }

@@ -63,10 +63,12 @@ func longAudio(t testing.TB, clips []speechtest.Clip) (path string, seconds floa
 		fmt.Fprintf(&filter, "[p%d]", i)
 	}
 	fmt.Fprintf(&filter, "concat=n=%d:v=0:a=1[out]", n)
+
 	path = filepath.Join(dir, "long.opus")
 	args = append(args, "-filter_complex", filter.String(), "-map", "[out]",
 		"-c:a", "libopus", "-b:a", "32k", path)
 	ffmpeg(t, args...)
+
 	for range 2 {
 		for _, c := range clips {
 			st, err := os.Stat(c.WAVPath)
@@ -156,6 +158,7 @@ func scliteWER(t *testing.T, refs, hyps map[string]string) float64 {
 		fmt.Fprintf(&ref, "%s (%s)\n", strings.Join(speechtest.Normalize(text), " "), id)
 		fmt.Fprintf(&hyp, "%s (%s)\n", strings.Join(speechtest.Normalize(hyps[id]), " "), id)
 	}
+
 	refPath, hypPath := filepath.Join(dir, "ref.trn"), filepath.Join(dir, "hyp.trn")
 	if err := os.WriteFile(refPath, []byte(ref.String()), 0o600); err != nil {
 		t.Fatal(err)
@@ -163,6 +166,7 @@ func scliteWER(t *testing.T, refs, hyps map[string]string) float64 {
 	if err := os.WriteFile(hypPath, []byte(hyp.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
+
 	out, err := exec.Command("sctk", "sclite", "-r", refPath, "trn", "-h", hypPath, "trn",
 		"-i", "rm", "-o", "sum", "stdout").Output()
 	if err != nil {

@@ -40,7 +40,7 @@ func (e *Engine) runRecogniser(ctx context.Context, rawPath string) ([]byte, err
 	}
 	if err != nil {
 		return nil, &speech.Error{Code: speech.CodeProcessingError,
-			Message: "the recogniser failed: " + lastLine(stderr.String()),
+			Message:   "the recogniser failed: " + lastLine(stderr.String()),
 			Retryable: true, Err: err}
 	}
 	return stdout.Bytes(), nil

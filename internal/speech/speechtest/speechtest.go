@@ -45,18 +45,17 @@ func LibriVox() ([]Clip, error) {
 			return nil, fmt.Errorf("%s:%d: missing \"(id)\" at the end of %q", path, line, text)
 		}
 		id := text[open+1 : len(text)-1]
-		words := strings.Fields(text[:open])
-		var kept []string
-		for _, w := range words {
+		var refWords []string
+		for _, w := range strings.Fields(text[:open]) {
 			if w != "<s>" && w != "</s>" {
-				kept = append(kept, w)
+				refWords = append(refWords, w)
 			}
 		}
 		wav := filepath.Join(LibriVoxDir, id+".wav")
 		if _, err := os.Stat(wav); err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
 		}
-		clips = append(clips, Clip{ID: id, WAVPath: wav, Reference: strings.Join(kept, " ")})
+		clips = append(clips, Clip{ID: id, WAVPath: wav, Reference: strings.Join(refWords, " ")})
 	}
 	if err := scanner.Err(); err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)

@@ -40,8 +40,8 @@ const verboseReply = `{
 
 type capture struct {
 	auth, model, format, language, fileName, fileType string
-	granularities                                   []string
-	file                                            []byte
+	granularities                                     []string
+	file                                              []byte
 }
 
 func newServer(t *testing.T, status int, header http.Header, body string) (*httptest.Server, *capture) {

