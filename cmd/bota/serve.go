@@ -71,6 +71,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		return err
 	}
 
+	pl, err := newPipeline(ctx, cfg, db, blobs, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+
 	srv := api.New(api.Config{
 		AdminToken:             cfg.AdminToken,
 		Secret:                 secret,
@@ -81,6 +87,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		PublicURL:              publicURL,
 		MaxFileSize:            cfg.MaxFileSize,
 		MaxMedia:               cfg.MaxMedia,
+		Pipeline:               pl.pipeline,
+		OnEvent:                pl.dispatcher.Wake,
 	}, db.store, blobs, log)
 	if uploads != nil {
 		srv.Mount("/uploads/", uploads)
@@ -90,6 +98,22 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	var wg sync.WaitGroup
 	nodeID := ids.New("node")
 	wg.Go(func() { trackCluster(bg, db.store, srv, nodeID, log) })
+	if db.pool == nil {
+		// One process owns an SQLite file, so any job still marked
+		// running was cut off by a crash of this server.
+		if n, err := pl.queue.RescueAll(ctx); err != nil {
+			log.Warn("JobRescueFailed", "err", err)
+		} else if n > 0 {
+			log.Info("JobsRescued", "count", n)
+		}
+	}
+	if err := pl.queue.Start(ctx); err != nil {
+		ln.Close()
+		stopBackground()
+		wg.Wait()
+		return fmt.Errorf("start job queue: %w", err)
+	}
+	wg.Go(func() { pl.dispatcher.Run(bg) })
 
 	httpServer := &http.Server{
 		Handler:           srv.Handler(),
@@ -120,6 +144,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	defer cancel()
 	if err := httpServer.Shutdown(shutdownCtx); err != nil {
 		log.Warn("ShutdownIncomplete", "err", err)
+	}
+	if err := pl.queue.Stop(shutdownCtx); err != nil {
+		log.Warn("JobQueueStopIncomplete", "err", err)
 	}
 	stopBackground()
 	wg.Wait()

@@ -19,5 +19,9 @@ func (s *Server) afterUpload(r *http.Request, p *auth.Principal, recordingID str
 // answer reports: queued when the project transcribes uploads
 // automatically, null otherwise.
 func (s *Server) transcriptionStatusAfterUpload(ctx context.Context, p *auth.Principal) any {
+	pc, err := Processing(ctx, s.store, p.Tenant)
+	if err != nil || !pc.AutoTranscription {
+		return nil
+	}
 	return "queued"
 }

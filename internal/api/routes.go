@@ -60,6 +60,17 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/recordings/{id}/chunk-url", s.guard(rw, s.chunkURL))
 	m.HandleFunc("POST /v1/recordings/{id}/finalize", s.guard(rw, s.finalize))
 
+	// Transcriptions and processing config.
+	tw := access{scope: "transcriptions:write", limit: "transcriptions"}
+	m.HandleFunc("POST /v1/recordings/{id}/transcribe", s.guard(tw, s.transcribeRecording))
+	m.HandleFunc("POST /v1/transcriptions", s.guard(tw, s.transcribeRecording))
+	m.HandleFunc("GET /v1/transcriptions", s.guard(read("transcriptions:read"), s.listTranscriptions))
+	m.HandleFunc("GET /v1/transcriptions/{id}", s.guard(read("transcriptions:read"), s.getTranscription))
+	m.HandleFunc("GET /v1/config/processing", s.guard(read("config:read"), s.getProcessingConfig))
+	m.HandleFunc("GET /v1/projects/{id}/config/processing", s.guard(read("config:read"), s.getProcessingConfig))
+	m.HandleFunc("PUT /v1/projects/{id}/config/processing", s.guard(write("config:write"), s.setProcessingConfig))
+	m.HandleFunc("PATCH /v1/projects/{id}/config/processing", s.guard(write("config:write"), s.setProcessingConfig))
+
 	// Anything else under /v1 is a JSON 404, not the mux's plain text.
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, errNotFound("Endpoint "+r.Method+" "+r.URL.Path, ""))

@@ -13,6 +13,7 @@ import (
 	"github.com/botaserver/bota/internal/blob"
 	"github.com/botaserver/bota/internal/ids"
 	"github.com/botaserver/bota/internal/model"
+	"github.com/botaserver/bota/internal/processing"
 	"github.com/botaserver/bota/internal/store"
 )
 
@@ -36,6 +37,8 @@ type Config struct {
 	// MaxFileSize bounds one media file; MaxMedia the media of a recording.
 	MaxFileSize int64
 	MaxMedia    int
+	// Pipeline creates transcriptions.
+	Pipeline *processing.Pipeline
 	// OnEvent is called after a request stored events, to wake the
 	// background work that reads them. It may be nil.
 	OnEvent func()

@@ -459,6 +459,21 @@ func (e *Env) RevokeKey(id string) {
 	}
 }
 
+// NewProject returns a copy of the Env whose Project, keys and key ids are
+// those of a new project on the same server.
+func (e *Env) NewProject() *Env {
+	e.t.Helper()
+	p, keys, secrets, err := api.CreateProjectWithKeys(context.Background(), e.Store, "apitest")
+	if err != nil {
+		e.t.Fatalf("apitest: create project: %v", err)
+	}
+	c := *e
+	c.Project = p
+	c.TestKey, c.LiveKey = secrets[0], secrets[1]
+	c.TestKeyID, c.LiveKeyID = keys[0].ID, keys[1].ID
+	return &c
+}
+
 // Project is a second project on the same server.
 type Project struct {
 	ID               string

@@ -45,6 +45,7 @@ type Config struct {
 	AssemblyAIURL   string
 	AssemblyAIKey   string
 	JobWorkers      int
+	JobRescueAfter  time.Duration
 	WebhookPrivate  bool
 	WebhookWorkers  int
 	ShutdownTimeout time.Duration
@@ -179,6 +180,8 @@ var Options = []Option{
 		Usage: "AssemblyAI API key; empty disables assemblyai", set: str(func(c *Config) *string { return &c.AssemblyAIKey })},
 	{Flag: "job-workers", Env: "BOTA_JOB_WORKERS", Default: "4", Commands: serveOnly,
 		Usage: "transcription jobs run at once by this node", set: integer(func(c *Config) *int { return &c.JobWorkers })},
+	{Flag: "job-rescue-after", Env: "BOTA_JOB_RESCUE_AFTER", Default: "45m", Commands: serveOnly,
+		Usage: "a job running this long on a node that stopped is run again; must exceed the 30m job timeout", set: duration(func(c *Config) *time.Duration { return &c.JobRescueAfter })},
 	{Flag: "webhook-workers", Env: "BOTA_WEBHOOK_WORKERS", Default: "20", Commands: serveOnly,
 		Usage: "webhook deliveries sent at once by this node", set: integer(func(c *Config) *int { return &c.WebhookWorkers })},
 	{Flag: "webhook-allow-private", Env: "BOTA_WEBHOOK_ALLOW_PRIVATE", Default: "false", Commands: serveOnly,

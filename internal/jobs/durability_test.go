@@ -225,9 +225,11 @@ func TestCrashRescue(t *testing.T) {
 		}
 
 		s := stats(t, q)
-		if s[rivertype.JobStateRunning] != crashWorkers || s[rivertype.JobStateAvailable] != n-crashWorkers {
-			t.Fatalf("after kill: %d running, %d available, want %d and %d",
-				s[rivertype.JobStateRunning], s[rivertype.JobStateAvailable], crashWorkers, n-crashWorkers)
+		if got := s[rivertype.JobStateRunning]; got != crashWorkers {
+			t.Fatalf("after kill: %d jobs running, want %d", got, crashWorkers)
+		}
+		if got := s[rivertype.JobStateAvailable]; got != n-crashWorkers {
+			t.Fatalf("after kill: %d jobs available, want %d", got, n-crashWorkers)
 		}
 
 		began := time.Now()

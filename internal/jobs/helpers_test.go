@@ -31,8 +31,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// sqliteDSN opens path the way the application does: WAL journal and a
-// busy timeout, so that a writer waits for another instead of failing.
+// sqliteDSN returns a DSN for path with the settings the application uses:
+// WAL journal and a busy timeout, so that a writer waits for another
+// instead of failing.
 func sqliteDSN(path string) string {
 	return "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)"
 }
@@ -109,8 +110,10 @@ func newPostgresDB(t testing.TB) *testDB {
 	return db
 }
 
-// bothDBs runs fn as two parallel subtests, one per database.
+// bothDBs runs fn as two parallel subtests, one per database, and marks the
+// calling test parallel: most of these tests wait on River's timers.
 func bothDBs(t *testing.T, fn func(t *testing.T, db *testDB)) {
+	t.Parallel()
 	t.Run("sqlite", func(t *testing.T) {
 		t.Parallel()
 		fn(t, newSQLiteDB(t))
@@ -131,8 +134,7 @@ func (db *testDB) migrate(t testing.TB) {
 }
 
 // open builds a Queue on db with cfg, filling in the database, a logger that
-// records warnings and errors, and Test mode. It stops the Queue, if
-// started, when the test ends.
+// records warnings and errors, and Test mode.
 func (db *testDB) open(t testing.TB, cfg jobs.Config) *jobs.Queue {
 	t.Helper()
 	cfg.SQLite = db.sqlite

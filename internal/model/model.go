@@ -165,3 +165,38 @@ type Media struct {
 	CreatedAt     time.Time
 	UploadedAt    *time.Time
 }
+
+// Transcription statuses.
+const (
+	TranscriptionPending    = "pending"
+	TranscriptionProcessing = "processing"
+	TranscriptionCompleted  = "completed"
+	TranscriptionFailed     = "failed"
+)
+
+// Transcription is one speech-to-text job of a recording and its result.
+type Transcription struct {
+	ID          string
+	RecordingID string
+	Tenant
+	Status   string
+	Language *string
+	// Provider is the hosted service asked for; nil means the server's
+	// own engine.
+	Provider    *string
+	Engine      *string
+	Diarization bool
+	Text        *string
+	// Segments is the JSON array of segments.
+	Segments     *string
+	Confidence   *float64
+	WordCount    *int
+	DurationMs   *int64
+	ErrorCode    *string
+	ErrorMessage *string
+	Attempts     int
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	StartedAt    *time.Time
+	CompletedAt  *time.Time
+}

@@ -46,6 +46,7 @@ type querier interface {
 type Store struct {
 	db      *sql.DB
 	q       querier
+	tx      *sql.Tx
 	dialect Dialect
 	inTx    bool
 	// Now returns the current time; tests replace it.
@@ -63,6 +64,11 @@ func (s *Store) DB() *sql.DB { return s.db }
 // Dialect returns the engine's dialect.
 func (s *Store) Dialect() Dialect { return s.dialect }
 
+// Tx returns the transaction of a Store made by InTx, and nil otherwise.
+// Jobs are inserted through it so that they commit with the rows they
+// belong to.
+func (s *Store) Tx() *sql.Tx { return s.tx }
+
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
@@ -78,7 +84,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Store) error) error {
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	txStore := &Store{db: s.db, q: tx, dialect: s.dialect, inTx: true, Now: s.Now}
+	txStore := &Store{db: s.db, q: tx, tx: tx, dialect: s.dialect, inTx: true, Now: s.Now}
 	if err := fn(txStore); err != nil {
 		_ = tx.Rollback()
 		return err

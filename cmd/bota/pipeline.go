@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/botaserver/bota/internal/api"
+	"github.com/botaserver/bota/internal/blob"
+	"github.com/botaserver/bota/internal/config"
+	"github.com/botaserver/bota/internal/jobs"
+	"github.com/botaserver/bota/internal/model"
+	"github.com/botaserver/bota/internal/processing"
+	"github.com/botaserver/bota/internal/speech"
+	"github.com/botaserver/bota/internal/speech/assemblyai"
+	"github.com/botaserver/bota/internal/speech/deepgram"
+	"github.com/botaserver/bota/internal/speech/local"
+	"github.com/botaserver/bota/internal/speech/whisper"
+)
+
+// transcriptionTimeout bounds one transcription attempt.
+const transcriptionTimeout = 30 * time.Minute
+
+// engines builds the speech registry: the local engine is the default, and
+// each hosted service is added when it is configured.
+func engines(cfg *config.Config, log *slog.Logger) *speech.Registry {
+	var hosted []speech.Engine
+	if cfg.WhisperURL != "" {
+		hosted = append(hosted, whisper.New(whisper.Config{BaseURL: cfg.WhisperURL, APIKey: cfg.WhisperKey,
+			Model: cfg.WhisperModel, Logger: log}))
+	}
+	if cfg.DeepgramKey != "" {
+		hosted = append(hosted, deepgram.New(deepgram.Config{BaseURL: cfg.DeepgramURL, APIKey: cfg.DeepgramKey, Logger: log}))
+	}
+	if cfg.AssemblyAIKey != "" {
+		hosted = append(hosted, assemblyai.New(assemblyai.Config{BaseURL: cfg.AssemblyAIURL, APIKey: cfg.AssemblyAIKey,
+			Logger: log}))
+	}
+	return speech.NewRegistry(local.New(local.Config{Workers: cfg.SpeechWorkers, Logger: log}), hosted...)
+}
+
+// pipeline is the background processing of one node.
+type pipeline struct {
+	queue      *jobs.Queue
+	pipeline   *processing.Pipeline
+	dispatcher *processing.Dispatcher
+}
+
+// newPipeline opens the job queue on the node's database and builds the
+// transcription pipeline and the outbox dispatcher.
+func newPipeline(ctx context.Context, cfg *config.Config, db *database, blobs blob.Store, log *slog.Logger, handlers ...processing.EventHandler) (*pipeline, error) {
+	p := &processing.Pipeline{
+		Store:   db.store,
+		Blob:    blobs,
+		Engines: engines(cfg, log),
+		Log:     log,
+		Render:  api.TranscriptionJSON,
+		AutoTranscription: func(ctx context.Context, t model.Tenant) (bool, *string, error) {
+			pc, err := api.Processing(ctx, db.store, t)
+			return pc.AutoTranscription, pc.Provider, err
+		},
+	}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &processing.TranscribeWorker{Pipeline: p, Limit: transcriptionTimeout})
+
+	qcfg := jobs.Config{
+		Workers:              workers,
+		Queues:               map[string]int{processing.SpeechQueue: cfg.JobWorkers},
+		Logger:               log.With("component", "jobs"),
+		JobTimeout:           time.Minute,
+		RescueStuckJobsAfter: cfg.JobRescueAfter,
+	}
+	if db.pool != nil {
+		qcfg.Pool = db.pool
+	} else {
+		qcfg.SQLite = db.store.DB()
+	}
+	q, err := jobs.Open(ctx, qcfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := q.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("migrate job queue: %w", err)
+	}
+	p.Queue = processing.RiverQueue{Queue: q}
+	handlers = append([]processing.EventHandler{p.AutoTranscribe}, handlers...)
+	d := processing.NewDispatcher(db.store, p, log.With("component", "dispatcher"), time.Second, handlers...)
+	return &pipeline{queue: q, pipeline: p, dispatcher: d}, nil
+}
+

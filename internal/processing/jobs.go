@@ -1,0 +1,60 @@
+package processing
+
+import (
+	"context"
+	"database/sql"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/botaserver/bota/internal/jobs"
+)
+
+// SpeechQueue is the queue transcription jobs run on.
+const SpeechQueue = "speech"
+
+// TranscribeArgs is a transcription job. Only recording_id makes it
+// unique, so a recording never has two transcription jobs queued or
+// running at once.
+type TranscribeArgs struct {
+	TranscriptionID string `json:"transcription_id"`
+	RecordingID     string `json:"recording_id" river:"unique"`
+}
+
+// Kind names the job kind in River's table.
+func (TranscribeArgs) Kind() string { return "transcribe" }
+
+// InsertOpts puts transcriptions on the speech queue with five attempts.
+func (TranscribeArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: SpeechQueue, MaxAttempts: 5, UniqueOpts: jobs.UniqueWhileActive()}
+}
+
+// TranscribeWorker runs transcription jobs.
+type TranscribeWorker struct {
+	river.WorkerDefaults[TranscribeArgs]
+	Pipeline *Pipeline
+	// Limit bounds one job's run time.
+	Limit time.Duration
+}
+
+// Timeout bounds one attempt.
+func (w *TranscribeWorker) Timeout(*river.Job[TranscribeArgs]) time.Duration { return w.Limit }
+
+// Work runs one attempt; the last attempt records a failure for good.
+func (w *TranscribeWorker) Work(ctx context.Context, job *river.Job[TranscribeArgs]) error {
+	return w.Pipeline.Run(ctx, job.Args.TranscriptionID, job.Attempt >= job.MaxAttempts)
+}
+
+// RiverQueue inserts transcription jobs into a jobs.Queue.
+type RiverQueue struct{ Queue *jobs.Queue }
+
+// EnqueueTranscription inserts the job, inside tx when given.
+func (q RiverQueue) EnqueueTranscription(ctx context.Context, tx *sql.Tx, transcriptionID, recordingID string) error {
+	args := TranscribeArgs{TranscriptionID: transcriptionID, RecordingID: recordingID}
+	if tx != nil {
+		_, _, err := q.Queue.InsertTx(ctx, tx, args, nil)
+		return err
+	}
+	_, _, err := q.Queue.Insert(ctx, args, nil)
+	return err
+}
