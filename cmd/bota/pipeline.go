@@ -51,7 +51,7 @@ type pipeline struct {
 
 // newPipeline opens the job queue on the node's database and builds the
 // transcription pipeline and the outbox dispatcher.
-func newPipeline(ctx context.Context, cfg *config.Config, db *database, blobs blob.Store, log *slog.Logger, handlers ...processing.EventHandler) (*pipeline, error) {
+func newPipeline(ctx context.Context, cfg *config.Config, db *database, blobs blob.Store, nodeID string, log *slog.Logger, handlers ...processing.EventHandler) (*pipeline, error) {
 	p := &processing.Pipeline{
 		Store:   db.store,
 		Blob:    blobs,
@@ -67,6 +67,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, db *database, blobs bl
 	river.AddWorker(workers, &processing.TranscribeWorker{Pipeline: p, Limit: transcriptionTimeout})
 
 	qcfg := jobs.Config{
+		ID:                   nodeID,
 		Workers:              workers,
 		Queues:               map[string]int{processing.SpeechQueue: cfg.JobWorkers},
 		Logger:               log.With("component", "jobs"),
@@ -90,4 +91,3 @@ func newPipeline(ctx context.Context, cfg *config.Config, db *database, blobs bl
 	d := processing.NewDispatcher(db.store, p, log.With("component", "dispatcher"), time.Second, handlers...)
 	return &pipeline{queue: q, pipeline: p, dispatcher: d}, nil
 }
-

@@ -71,7 +71,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		return err
 	}
 
-	pl, err := newPipeline(ctx, cfg, db, blobs, log)
+	nodeID := ids.New("node")
+	pl, err := newPipeline(ctx, cfg, db, blobs, nodeID, log)
 	if err != nil {
 		ln.Close()
 		return err
@@ -96,8 +97,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	nodeID := ids.New("node")
-	wg.Go(func() { trackCluster(bg, db.store, srv, nodeID, log) })
+	wg.Go(func() { trackCluster(bg, db.store, srv, pl, nodeID, log) })
 	if db.pool == nil {
 		// One process owns an SQLite file, so any job still marked
 		// running was cut off by a crash of this server.
@@ -240,9 +240,24 @@ func openBlobStore(ctx context.Context, cfg *config.Config, publicURL string, se
 	return st, st.Handler(), nil
 }
 
+// rescueOrphans hands jobs of nodes that stopped heartbeating (30 s) to
+// the living ones, so a killed node leaves no job stuck.
+func rescueOrphans(ctx context.Context, st *store.Store, pl *pipeline, log *slog.Logger) {
+	alive, err := st.AliveNodes(ctx, time.Now().Add(-30*time.Second).UnixMilli())
+	if err != nil || len(alive) == 0 {
+		return
+	}
+	n, err := pl.queue.RescueOrphans(ctx, alive, 30*time.Second)
+	if err != nil && ctx.Err() == nil {
+		log.Warn("JobRescueFailed", "err", err)
+	} else if n > 0 {
+		log.Info("JobsRescued", "count", n)
+	}
+}
+
 // trackCluster records this node in the database every 10 seconds and
 // tells the rate limiter how many nodes share the limits.
-func trackCluster(ctx context.Context, st *store.Store, srv *api.Server, nodeID string, log *slog.Logger) {
+func trackCluster(ctx context.Context, st *store.Store, srv *api.Server, pl *pipeline, nodeID string, log *slog.Logger) {
 	started := time.Now().UnixMilli()
 	tick := time.NewTicker(10 * time.Second)
 	defer tick.Stop()
@@ -252,6 +267,7 @@ func trackCluster(ctx context.Context, st *store.Store, srv *api.Server, nodeID 
 			log.Warn("NodeHeartbeatFailed", "err", err)
 		} else if err == nil {
 			srv.SetClusterSize(n)
+			rescueOrphans(ctx, st, pl, log)
 		}
 		select {
 		case <-ctx.Done():

@@ -268,7 +268,7 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, p *auth.
 	}
 	primary := primaryChecked(checked)
 	if digest != nil && primary != nil && !strings.EqualFold(*digest, primary.sha256) {
-		return s.failIntegrity(r, p, rec, *digest, primary.sha256)
+		return s.failIntegrity(r, rec, primary.media, *digest, primary.sha256)
 	}
 
 	var out map[string]any
@@ -412,8 +412,14 @@ func primaryChecked(checked []checkedMedia) *checkedMedia {
 }
 
 // failIntegrity moves the recording to integrity_failure and answers 400
-// checksum_mismatch. The object stays, so a corrected upload recovers.
-func (s *Server) failIntegrity(r *http.Request, p *auth.Principal, rec *model.Recording, sent, stored string) error {
+// checksum_mismatch. The mismatching media becomes expired, so that a
+// corrected upload and complete recover the recording; its object stays
+// until the housekeeping sweep removes expired media.
+func (s *Server) failIntegrity(r *http.Request, rec *model.Recording, m *model.Media, sent, stored string) error {
+	m.Status = model.MediaExpired
+	if err := s.store.SaveMedia(r.Context(), m); err != nil {
+		return errInternal(err)
+	}
 	rec.Status = model.RecordingIntegrityFailure
 	if err := s.store.SaveRecordingState(r.Context(), rec); err != nil {
 		return errInternal(err)

@@ -64,6 +64,10 @@ type Config struct {
 	// insert notification arrives. Defaults to 1 second.
 	FetchPollInterval time.Duration
 
+	// ID names this process in River's attempted_by column. The server
+	// uses its node id, so jobs of a node that stopped can be found.
+	ID string
+
 	// Test turns off River's random start-up delays of its maintenance
 	// services, so tests start and stop quickly. Not for production.
 	Test bool
@@ -152,6 +156,7 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 func clientConfig(cfg Config, q *Queue) (*river.Config, error) {
 	riverCfg := &river.Config{
 		FetchPollInterval:    cfg.FetchPollInterval,
+		ID:                   cfg.ID,
 		JobTimeout:           cfg.JobTimeout,
 		Logger:               cfg.Logger,
 		Middleware:           []rivertype.Middleware{&queueContextMiddleware{queue: q}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // RescueAll makes every running job available again and returns how many
@@ -19,4 +20,24 @@ func (q *Queue) RescueAll(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("jobs: rescue running jobs: %w", err)
 	}
 	return res.RowsAffected()
+}
+
+// RescueOrphans makes running jobs available again when the process that
+// took them is not among alive (River client ids, which the server sets to
+// its node ids) and took them more than grace ago. It returns how many it
+// moved. On SQLite it does nothing: RescueAll covers the one process.
+func (q *Queue) RescueOrphans(ctx context.Context, alive []string, grace time.Duration) (int64, error) {
+	if q.pool == nil {
+		return 0, nil
+	}
+	tag, err := q.pool.Exec(ctx, `UPDATE river_job SET state = 'available', scheduled_at = now()
+		WHERE state = 'running'
+		  AND attempted_at < now() - make_interval(secs => $2)
+		  AND cardinality(attempted_by) > 0
+		  AND NOT (attempted_by[cardinality(attempted_by)] = ANY($1))`,
+		alive, grace.Seconds())
+	if err != nil {
+		return 0, fmt.Errorf("jobs: rescue orphaned jobs: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }

@@ -11,18 +11,18 @@ import (
 	"time"
 )
 
-// Step names, as used in Summary.Latency, Summary.Errors and StepError.
+// Step names, as used in Summary.Latency, Summary.StepErrors and StepError.
 const (
-	StepEndUser    = "end-user"
-	StepRegister   = "register"
-	StepBind       = "bind"
-	StepHeartbeat  = "heartbeat"
-	StepRefresh    = "refresh"
-	StepCreate     = "create"
-	StepUploadURL  = "upload-url"
-	StepPut        = "put"
-	StepComplete   = "complete"
-	StepEndToEnd   = "upload"
+	StepEndUser   = "end-user"
+	StepRegister  = "register"
+	StepBind      = "bind"
+	StepHeartbeat = "heartbeat"
+	StepRefresh   = "refresh"
+	StepCreate    = "create"
+	StepUploadURL = "upload-url"
+	StepPut       = "put"
+	StepComplete  = "complete"
+	StepEndToEnd  = "upload"
 )
 
 // maxFailureList caps Summary.Failures, so a run against a broken server
@@ -98,11 +98,11 @@ type Failure struct {
 
 // collector gathers the numbers of a run from every device goroutine.
 type collector struct {
-	mu         sync.Mutex
-	latencies  map[string][]time.Duration
-	faults     map[string]map[string]int
-	acks       []Ack
-	failures   []Failure
+	mu        sync.Mutex
+	latencies map[string][]time.Duration
+	faults    map[string]map[string]int
+	acks      []Ack
+	failures  []Failure
 
 	uploadsDone   atomic.Int64
 	uploadsFailed atomic.Int64

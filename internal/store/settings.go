@@ -47,3 +47,21 @@ func (s *Store) TouchNode(ctx context.Context, id string, startedAtMs, aliveSinc
 	}
 	return n, nil
 }
+
+// AliveNodes returns the ids of nodes seen since the given time.
+func (s *Store) AliveNodes(ctx context.Context, since int64) ([]string, error) {
+	rows, err := s.query(ctx, `SELECT id FROM nodes WHERE last_seen_at >= ?`, since)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,106 @@
+package api_test
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/botaserver/bota/internal/apitest"
+)
+
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	eachEnv(t, func(t *testing.T, env *apitest.Env) {
+		dev := env.NewBoundDevice()
+		// The setup above drained the project's bucket; wait for a full
+		// one (3 tokens at 3 per second).
+		time.Sleep(1100 * time.Millisecond)
+
+		var statuses []int
+		var limited *apitest.Response
+		for range 10 {
+			r := env.Do("GET", "/v1/devices", env.TestKey, nil)
+			statuses = append(statuses, r.Status)
+			if r.Status == 429 {
+				limited = r
+				break
+			}
+			if got := r.Header.Get("X-RateLimit-Limit"); got != "3" {
+				t.Errorf("X-RateLimit-Limit = %q, want 3", got)
+			}
+			if _, err := strconv.Atoi(r.Header.Get("X-RateLimit-Remaining")); err != nil {
+				t.Errorf("X-RateLimit-Remaining = %q", r.Header.Get("X-RateLimit-Remaining"))
+			}
+		}
+		if limited == nil {
+			t.Fatalf("no 429 after %v", statuses)
+		}
+		if len(statuses) < 3 {
+			t.Errorf("429 after only %d requests: %v", len(statuses), statuses)
+		}
+		env.ExpectError(limited, 429, "rate_limit_exceeded", "")
+		retry, err := strconv.Atoi(limited.Header.Get("Retry-After"))
+		if err != nil || retry < 1 || retry > 2 {
+			t.Errorf("Retry-After = %q, want 1 or 2 seconds", limited.Header.Get("Retry-After"))
+		}
+		if got := limited.Header.Get("X-RateLimit-Remaining"); got != "0" {
+			t.Errorf("429 X-RateLimit-Remaining = %q, want 0", got)
+		}
+		reset, err := strconv.ParseInt(limited.Header.Get("X-RateLimit-Reset"), 10, 64)
+		if now := time.Now().Unix(); err != nil || reset < now || reset > now+5 {
+			t.Errorf("X-RateLimit-Reset = %q, now %d", limited.Header.Get("X-RateLimit-Reset"), now)
+		}
+
+		// Devices have their own buckets, so an exhausted project key
+		// does not starve them.
+		hb := env.Do("POST", "/v1/devices/me/heartbeat", dev.Token, `{}`)
+		env.ExpectStatus(hb, 200)
+		if got := hb.Header.Get("X-RateLimit-Limit"); got != "2" {
+			t.Errorf("device X-RateLimit-Limit = %q, want 2", got)
+		}
+		// Another mode is another bucket.
+		env.ExpectStatus(env.Do("GET", "/v1/devices", env.LiveKey, nil), 200)
+
+		var devLimited *apitest.Response
+		for range 5 {
+			r := env.Do("POST", "/v1/devices/me/heartbeat", dev.Token, `{}`)
+			if r.Status == 429 {
+				devLimited = r
+				break
+			}
+		}
+		if devLimited == nil {
+			t.Fatalf("device never rate limited")
+		}
+		env.ExpectError(devLimited, 429, "rate_limit_exceeded", "")
+		if devLimited.Header.Get("Retry-After") == "" {
+			t.Errorf("device 429 has no Retry-After")
+		}
+
+		time.Sleep(time.Duration(retry) * time.Second)
+		env.ExpectStatus(env.Do("GET", "/v1/devices", env.TestKey, nil), 200)
+	}, apitest.WithRateLimit(3, 2))
+}
+
+func TestRateLimitOff(t *testing.T) {
+	t.Parallel()
+	eachEnv(t, func(t *testing.T, env *apitest.Env) {
+		dev := env.NewBoundDevice()
+		for range 50 {
+			r := env.Do("GET", "/v1/devices", env.TestKey, nil)
+			env.ExpectStatus(r, 200)
+			for _, h := range []string{"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"} {
+				if v := r.Header.Get(h); v != "" {
+					t.Fatalf("%s = %q with rate limits off", h, v)
+				}
+			}
+		}
+		for range 30 {
+			r := env.Do("POST", "/v1/devices/me/heartbeat", dev.Token, `{}`)
+			env.ExpectStatus(r, 200)
+			if v := r.Header.Get("X-RateLimit-Limit"); v != "" {
+				t.Fatalf("device X-RateLimit-Limit = %q with rate limits off", v)
+			}
+		}
+	})
+}
