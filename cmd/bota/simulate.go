@@ -161,7 +161,7 @@ func (f *simulateFlags) config(getenv func(string) string) (fleet.Config, error)
 	cfg.AttemptTimeout = f.attemptTimeout
 	cfg.Refresh = f.refresh
 	cfg.Prefix = f.prefix
-	return cfg, nil
+	return cfg, cfg.Validate()
 }
 
 // apiKey returns the key from the flag, BOTA_API_KEY or the file named by

@@ -73,6 +73,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Validate reports the first invalid field of cfg, as Run would.
+func (cfg Config) Validate() error {
+	_, err := cfg.withDefaults()
+	return err
+}
+
 // withDefaults validates cfg and returns it with defaults applied.
 func (cfg Config) withDefaults() (Config, error) {
 	if len(cfg.URLs) == 0 {
