@@ -94,6 +94,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	if uploads != nil {
 		srv.Mount("/uploads/", uploads)
 	}
+	if err := srv.Register(newQueueCollector(pl.queue)); err != nil {
+		log.Warn("MetricsRegisterFailed", "err", err)
+	}
 
 	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup

@@ -211,28 +211,25 @@ func (p *Proxy) serve(client net.Conn, f Faults) {
 		budget.left = 1 + mathrand.Int64N(maxBytes)
 	}
 
-	done := make(chan struct{}, 2)
-	var cut atomic.Bool
+	var wg sync.WaitGroup
+	var once sync.Once
 	forward := func(dst, src net.Conn, counter *atomic.Int64) {
-		if p.pipe(dst, src, f, budget, counter) {
-			cut.Store(true)
+		if !p.pipe(dst, src, f, budget, counter) {
+			return
 		}
-		done <- struct{}{}
+		// A cut resets both sides at once, which also ends the other
+		// direction's pipe.
+		once.Do(func() {
+			p.cuts.Add(1)
+			resetOnClose(client)
+			resetOnClose(server)
+			client.Close()
+			server.Close()
+		})
 	}
-	go forward(server, client, &p.bytesUp)
-	go forward(client, server, &p.bytesDown)
-
-	// The first direction to end (EOF, error or cut) ends the connection,
-	// so a half-closed HTTP connection is not kept open.
-	<-done
-	if cut.Load() {
-		p.cuts.Add(1)
-		resetOnClose(client)
-		resetOnClose(server)
-	}
-	client.Close()
-	server.Close()
-	<-done
+	wg.Go(func() { forward(server, client, &p.bytesUp) })
+	wg.Go(func() { forward(client, server, &p.bytesDown) })
+	wg.Wait()
 }
 
 // resetOnClose makes Close send a TCP reset instead of a FIN, which is

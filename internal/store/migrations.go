@@ -229,6 +229,68 @@ CREATE TABLE events (
 CREATE INDEX events_list ON events(project_id, mode, created_at, id);
 CREATE INDEX events_undispatched ON events(dispatched_at, created_at);
 `,
+
+	// 2: webhook endpoints, their deliveries with each attempt, and the
+	// leases that cap concurrent deliveries per endpoint across nodes.
+	// Endpoint secrets are stored sealed with AES-GCM (see
+	// internal/webhook/secretbox.go), because deliveries are signed with them.
+	`
+CREATE TABLE webhook_endpoints (
+	id                    TEXT PRIMARY KEY,
+	project_id            TEXT NOT NULL,
+	mode                  TEXT NOT NULL,
+	url                   TEXT NOT NULL,
+	events                TEXT NOT NULL,
+	description           TEXT,
+	status                TEXT NOT NULL,
+	disabled_reason       TEXT,
+	metadata              TEXT NOT NULL,
+	secret                TEXT NOT NULL,
+	old_secret            TEXT,
+	old_secret_expires_at BIGINT,
+	failing_since         BIGINT,
+	created_at            BIGINT NOT NULL,
+	updated_at            BIGINT NOT NULL
+);
+CREATE INDEX webhook_endpoints_list ON webhook_endpoints(project_id, mode, created_at, id);
+
+CREATE TABLE webhook_deliveries (
+	id              TEXT PRIMARY KEY,
+	project_id      TEXT NOT NULL,
+	mode            TEXT NOT NULL,
+	endpoint_id     TEXT NOT NULL,
+	event_id        TEXT NOT NULL,
+	event_type      TEXT NOT NULL,
+	status          TEXT NOT NULL,
+	attempt_count   INTEGER NOT NULL,
+	redeliveries    INTEGER NOT NULL,
+	last_attempt_at BIGINT,
+	next_attempt_at BIGINT,
+	created_at      BIGINT NOT NULL,
+	updated_at      BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX webhook_deliveries_event ON webhook_deliveries(endpoint_id, event_id);
+CREATE INDEX webhook_deliveries_list ON webhook_deliveries(endpoint_id, created_at, id);
+
+CREATE TABLE webhook_attempts (
+	id               TEXT PRIMARY KEY,
+	delivery_id      TEXT NOT NULL,
+	attempted_at     BIGINT NOT NULL,
+	status_code      INTEGER,
+	duration_ms      BIGINT NOT NULL,
+	error            TEXT,
+	response_snippet TEXT NOT NULL
+);
+CREATE INDEX webhook_attempts_delivery ON webhook_attempts(delivery_id, attempted_at, id);
+
+CREATE TABLE webhook_leases (
+	endpoint_id TEXT NOT NULL,
+	slot        INTEGER NOT NULL,
+	holder      TEXT NOT NULL,
+	expires_at  BIGINT NOT NULL,
+	PRIMARY KEY (endpoint_id, slot)
+);
+`,
 }
 
 // Migrate applies the migrations the database has not seen yet. It holds
