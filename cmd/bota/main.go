@@ -8,6 +8,7 @@
 //	bota project create NAME      create a project with a test and a live key
 //	bota key create|list|revoke   manage API keys
 //	bota simulate [flags]         play a fleet of devices against a server
+//	bota bench [flags]            measure the server against baselines
 //	bota options                  print the settings table
 //
 // Every command reads the data dir and database URL from the same flags
@@ -37,6 +38,7 @@ Usage:
   bota key list --project ID [--json]
   bota key revoke KEY_ID
   bota simulate [flags]                       play a fleet of devices against a server
+  bota bench [--out FILE] [--only a,b] [--small]  measure the server against baselines
   bota options                                print every setting as a Markdown table
 
 Run "bota COMMAND -h" for the flags of a command.
@@ -76,6 +78,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return keyCommand(ctx, args[1:], stdout, stderr, getenv)
 	case "simulate":
 		return simulate(ctx, args[1:], stdout, stderr, getenv)
+	case "bench":
+		return benchCommand(ctx, args[1:], stdout, stderr)
 	case "options":
 		config.WriteTable(stdout)
 		return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/botaserver/bota/internal/speech/deepgram"
 	"github.com/botaserver/bota/internal/speech/local"
 	"github.com/botaserver/bota/internal/speech/whisper"
+	"github.com/botaserver/bota/internal/webhook"
 )
 
 // transcriptionTimeout bounds one transcription attempt.
@@ -47,11 +48,13 @@ type pipeline struct {
 	queue      *jobs.Queue
 	pipeline   *processing.Pipeline
 	dispatcher *processing.Dispatcher
+	webhooks   *webhook.Service
 }
 
 // newPipeline opens the job queue on the node's database and builds the
-// transcription pipeline and the outbox dispatcher.
-func newPipeline(ctx context.Context, cfg *config.Config, db *database, blobs blob.Store, nodeID string, log *slog.Logger, handlers ...processing.EventHandler) (*pipeline, error) {
+// transcription pipeline, webhook delivery and the outbox dispatcher.
+// secret is the server secret, which seals webhook signing secrets.
+func newPipeline(ctx context.Context, cfg *config.Config, db *database, blobs blob.Store, secret []byte, nodeID string, log *slog.Logger, handlers ...processing.EventHandler) (*pipeline, error) {
 	p := &processing.Pipeline{
 		Store:   db.store,
 		Blob:    blobs,
@@ -63,13 +66,24 @@ func newPipeline(ctx context.Context, cfg *config.Config, db *database, blobs bl
 			return pc.AutoTranscription, pc.Provider, err
 		},
 	}
+	box, err := webhook.NewSecretBox(secret)
+	if err != nil {
+		return nil, err
+	}
+	hooks := &webhook.Service{
+		Store:  db.store,
+		Box:    box,
+		Client: webhook.NewClient(webhook.GuardConfig{AllowPrivate: cfg.WebhookPrivate}),
+		Log:    log.With("component", "webhooks"),
+	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &processing.TranscribeWorker{Pipeline: p, Limit: transcriptionTimeout})
+	river.AddWorker(workers, &webhook.Worker{Service: hooks})
 
 	qcfg := jobs.Config{
 		ID:                   nodeID,
 		Workers:              workers,
-		Queues:               map[string]int{processing.SpeechQueue: cfg.JobWorkers},
+		Queues:               map[string]int{processing.SpeechQueue: cfg.JobWorkers, webhook.QueueName: cfg.WebhookWorkers},
 		Logger:               log.With("component", "jobs"),
 		JobTimeout:           time.Minute,
 		RescueStuckJobsAfter: cfg.JobRescueAfter,
@@ -87,7 +101,8 @@ func newPipeline(ctx context.Context, cfg *config.Config, db *database, blobs bl
 		return nil, fmt.Errorf("migrate job queue: %w", err)
 	}
 	p.Queue = processing.RiverQueue{Queue: q}
-	handlers = append([]processing.EventHandler{p.AutoTranscribe}, handlers...)
+	hooks.Queue = q
+	handlers = append([]processing.EventHandler{p.AutoTranscribe, hooks.Fanout}, handlers...)
 	d := processing.NewDispatcher(db.store, p, log.With("component", "dispatcher"), time.Second, handlers...)
-	return &pipeline{queue: q, pipeline: p, dispatcher: d}, nil
+	return &pipeline{queue: q, pipeline: p, dispatcher: d, webhooks: hooks}, nil
 }

@@ -21,8 +21,10 @@ import (
 	"github.com/botaserver/bota/internal/blob/disk"
 	"github.com/botaserver/bota/internal/blob/s3"
 	"github.com/botaserver/bota/internal/config"
+	"github.com/botaserver/bota/internal/housekeeping"
 	"github.com/botaserver/bota/internal/ids"
 	"github.com/botaserver/bota/internal/store"
+	"github.com/botaserver/bota/internal/webhook"
 )
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
@@ -72,7 +74,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	}
 
 	nodeID := ids.New("node")
-	pl, err := newPipeline(ctx, cfg, db, blobs, nodeID, log)
+	pl, err := newPipeline(ctx, cfg, db, blobs, secret, nodeID, log)
 	if err != nil {
 		ln.Close()
 		return err
@@ -90,6 +92,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		MaxMedia:               cfg.MaxMedia,
 		Pipeline:               pl.pipeline,
 		OnEvent:                pl.dispatcher.Wake,
+		Webhooks:               pl.webhooks,
+		WebhookGuard:           webhook.GuardConfig{AllowPrivate: cfg.WebhookPrivate},
 	}, db.store, blobs, log)
 	if uploads != nil {
 		srv.Mount("/uploads/", uploads)
@@ -109,6 +113,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		} else if n > 0 {
 			log.Info("JobsRescued", "count", n)
 		}
+		// Webhook concurrency leases of the crashed run would otherwise
+		// hold their endpoint's slots until they expire.
+		if _, err := db.store.ClearWebhookLeases(ctx); err != nil {
+			log.Warn("WebhookLeaseClearFailed", "err", err)
+		}
 	}
 	if err := pl.queue.Start(ctx); err != nil {
 		ln.Close()
@@ -117,6 +126,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		return fmt.Errorf("start job queue: %w", err)
 	}
 	wg.Go(func() { pl.dispatcher.Run(bg) })
+	wg.Go(func() {
+		if err := housekeeping.Run(bg, housekeeping.Config{Store: db.store, Blob: blobs, Logger: log}); err != nil {
+			log.Error("HousekeepingStopped", "err", err)
+		}
+	})
 
 	httpServer := &http.Server{
 		Handler:           srv.Handler(),

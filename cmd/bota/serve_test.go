@@ -130,7 +130,7 @@ type server struct {
 const adminToken = "cmd-test-admin-token-0123456789"
 
 // startServer runs "bota serve" on a free loopback port and waits until
-// /health answers 200.
+// /health returns 200.
 func startServer(t *testing.T, opts serverOptions) *server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -228,7 +228,7 @@ func (s *server) keys() (string, string) {
 	return test[1], live[1]
 }
 
-// response is a decoded answer of the running server.
+// response is a decoded HTTP response of the running server.
 type response struct {
 	status int
 	body   map[string]any
@@ -603,7 +603,7 @@ func TestAcceptanceOverHTTPS(t *testing.T) {
 			plain, err := http.Get("http://" + s.addr + "/health")
 			if err == nil {
 				if plain.StatusCode == http.StatusOK {
-					t.Errorf("plain HTTP answered 200 on the HTTPS port")
+					t.Errorf("plain HTTP returned 200 on the HTTPS port")
 				}
 				plain.Body.Close()
 			}

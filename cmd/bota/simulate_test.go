@@ -11,10 +11,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,8 +58,10 @@ func startServer(t *testing.T, binary string, extra ...string) *botaServer {
 	addr := ln.Addr().String()
 	ln.Close()
 
+	// Uploads queue transcriptions; a short shutdown timeout keeps the
+	// test from waiting for them, and the queue is durable anyway.
 	args := append([]string{"serve", "--addr", addr, "--data-dir", t.TempDir(), "--rate-limit=0",
-		"--log-level", "warn"}, extra...)
+		"--log-level", "warn", "--shutdown-timeout", "2s"}, extra...)
 	cmd := exec.Command(binary, args...)
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
@@ -63,6 +69,7 @@ func startServer(t *testing.T, binary string, extra ...string) *botaServer {
 	if err != nil {
 		t.Fatalf("stdout pipe: %v", err)
 	}
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start bota serve: %v", err)
 	}
@@ -72,7 +79,9 @@ func startServer(t *testing.T, binary string, extra ...string) *botaServer {
 		close(exited)
 	}()
 	t.Cleanup(func() {
+		stopping := time.Now()
 		_ = cmd.Process.Signal(os.Interrupt)
+		defer func() { t.Logf("bota serve stopped in %s", time.Since(stopping).Round(time.Millisecond)) }()
 		select {
 		case <-exited:
 		case <-time.After(30 * time.Second):
@@ -106,6 +115,7 @@ func startServer(t *testing.T, binary string, extra ...string) *botaServer {
 		t.Fatalf("test key = %q, want an sk_test_ key", srv.key)
 	}
 	waitHealthy(t, srv.url)
+	t.Logf("bota serve started in %s", time.Since(started).Round(time.Millisecond))
 	return srv
 }
 
@@ -122,7 +132,7 @@ func waitHealthy(t *testing.T, base string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("%s/health did not answer 200 within 30 s", base)
+	t.Fatalf("%s/health did not return 200 within 30 s", base)
 }
 
 // opusClips converts n LibriVox clips to Opus in a new folder and returns
@@ -173,11 +183,11 @@ func listRecordings(t *testing.T, base, key string) map[string]listedRecording {
 	all := map[string]listedRecording{}
 	cursor := ""
 	for {
-		url := base + "/v1/recordings?limit=100"
+		address := base + "/v1/recordings?limit=100"
 		if cursor != "" {
-			url += "&cursor=" + cursor
+			address += "&cursor=" + cursor
 		}
-		req, err := http.NewRequest(http.MethodGet, url, nil)
+		req, err := http.NewRequest(http.MethodGet, address, nil)
 		if err != nil {
 			t.Fatalf("build list request: %v", err)
 		}
@@ -208,11 +218,14 @@ func listRecordings(t *testing.T, base, key string) map[string]listedRecording {
 
 // uploadedStatuses are the statuses of a recording whose upload-complete
 // succeeded: processing may already have moved it past uploaded.
-var uploadedStatuses = map[string]bool{"uploaded": true, "processing": true, "completed": true, "failed": true}
+var uploadedStatuses = map[string]bool{
+	"uploaded": true, "processing": true, "completed": true, "failed": true,
+}
 
 // checkAcknowledged asserts that the server lists every acknowledged
 // upload once, past pending, with the digest of the file sent.
-func checkAcknowledged(t *testing.T, s *fleet.Summary, listed map[string]listedRecording, sums map[string]string) {
+func checkAcknowledged(t *testing.T, s *fleet.Summary, listed map[string]listedRecording,
+	sums map[string]string) {
 	t.Helper()
 	seen := map[string]bool{}
 	for _, ack := range s.Acknowledged {
@@ -243,13 +256,25 @@ func checkAcknowledged(t *testing.T, s *fleet.Summary, listed map[string]listedR
 	}
 }
 
-func TestSimulateFleetUploads(t *testing.T) {
+// TestSimulateAgainstServer builds bota once and runs the fleet against
+// fresh servers.
+func TestSimulateAgainstServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs bota serve; skipped with -short")
 	}
+	start := time.Now()
 	binary := buildBota(t)
-	srv := startServer(t, binary)
+	t.Logf("go build took %s", time.Since(start).Round(time.Millisecond))
 	dir, sums := opusClips(t, 3)
+
+	t.Run("fleet uploads", func(t *testing.T) { testFleetUploads(t, binary, dir, sums) })
+	t.Run("lost responses", func(t *testing.T) { testLostResponses(t, binary, dir, sums) })
+}
+
+// testFleetUploads runs "bota simulate" with 20 devices and checks every
+// upload on the server.
+func testFleetUploads(t *testing.T, binary, dir string, sums map[string]string) {
+	srv := startServer(t, binary)
 
 	// Two spellings of one server exercise the URL list; the key comes from
 	// the environment.
@@ -266,6 +291,7 @@ func TestSimulateFleetUploads(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &s); err != nil {
 		t.Fatalf("decode summary: %v\n%s", err, stdout.String())
 	}
+	t.Logf("simulated run took %.1f s", s.DurationSeconds)
 
 	if s.Devices != 20 || s.DevicesReady != 20 {
 		t.Errorf("devices = %d (%d ready), want 20 (20 ready)", s.Devices, s.DevicesReady)
@@ -274,7 +300,8 @@ func TestSimulateFleetUploads(t *testing.T) {
 		t.Errorf("errors = %d %v, want none; failures: %v", s.ErrorCount, s.Errors, s.Failures)
 	}
 	if s.UploadsTotal != 60 || s.UploadsOK != 60 || s.UploadsFailed != 0 {
-		t.Errorf("uploads = %d ok, %d failed of %d; want 60 ok of 60", s.UploadsOK, s.UploadsFailed, s.UploadsTotal)
+		t.Errorf("uploads = %d ok, %d failed of %d; want 60 ok of 60",
+			s.UploadsOK, s.UploadsFailed, s.UploadsTotal)
 	}
 	if len(s.Acknowledged) != 60 {
 		t.Errorf("acknowledged = %d recordings, want 60", len(s.Acknowledged))
@@ -366,4 +393,83 @@ func TestSimulateKeyFromFile(t *testing.T) {
 	if key, _ := apiKey("sk_test_flag", func(k string) string { return env[k] }); key != "sk_test_flag" {
 		t.Errorf("apiKey with --key set = %q, want sk_test_flag", key)
 	}
+}
+
+// lossyProxy forwards every request to a server but drops the response
+// the first time it sees each POST (by Idempotency-Key) and each PUT (by
+// path), and returns 502 instead. The server has acted on the request, so
+// the client's retry must be replayed, not run twice.
+type lossyProxy struct {
+	forward http.Handler
+	mu      sync.Mutex
+	seen    map[string]bool
+	lost    int
+}
+
+func (p *lossyProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := r.Method + " " + r.URL.Path + " " + r.Header.Get("Idempotency-Key")
+	p.mu.Lock()
+	lose := (r.Method == http.MethodPost || r.Method == http.MethodPut) && !p.seen[id]
+	p.seen[id] = true
+	if lose {
+		p.lost++
+	}
+	p.mu.Unlock()
+	if !lose {
+		p.forward.ServeHTTP(w, r)
+		return
+	}
+	p.forward.ServeHTTP(httptest.NewRecorder(), r)
+	http.Error(w, "response lost by the test proxy", http.StatusBadGateway)
+}
+
+// testLostResponses runs the fleet in-process through lossyProxy and
+// checks that no retried request ran twice.
+func testLostResponses(t *testing.T, binary, dir string, sums map[string]string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen for the proxy: %v", err)
+	}
+	proxyURL := "http://" + ln.Addr().String()
+	srv := startServer(t, binary, "--public-url", proxyURL)
+	target, err := url.Parse(srv.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := &lossyProxy{forward: httputil.NewSingleHostReverseProxy(target), seen: map[string]bool{}}
+	httpServer := &http.Server{Handler: proxy, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = httpServer.Serve(ln) }()
+	t.Cleanup(func() { _ = httpServer.Close() })
+	files, err := fleet.FindAudio(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := fleet.Run(ctx, fleet.Config{URLs: []string{proxyURL}, APIKey: srv.key, Devices: 5,
+		Files: files, Client: &http.Client{}})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	// Per device: end user, register, bind, 4 heartbeats, and create,
+	// upload-url, PUT and complete for each of 3 files.
+	const lostPerDevice = 3 + 4 + 3*4
+	if s.UploadsOK != 15 || s.UploadsFailed != 0 {
+		t.Errorf("uploads = %d ok, %d failed; want 15 ok; failures: %v",
+			s.UploadsOK, s.UploadsFailed, s.Failures)
+	}
+	if proxy.lost != 5*lostPerDevice {
+		t.Errorf("proxy dropped %d responses, want %d", proxy.lost, 5*lostPerDevice)
+	}
+	if s.Errors["http_502"] != proxy.lost || s.ErrorCount != proxy.lost || s.Retries != proxy.lost {
+		t.Errorf("errors = %v (%d), retries = %d; want %d of http_502, each retried once",
+			s.Errors, s.ErrorCount, s.Retries, proxy.lost)
+	}
+	listed := listRecordings(t, srv.url, srv.key)
+	if len(listed) != 15 {
+		t.Errorf("server lists %d recordings, want 15: a retried create ran twice", len(listed))
+	}
+	checkAcknowledged(t, s, listed, sums)
 }

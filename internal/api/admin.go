@@ -148,6 +148,9 @@ func (s *Server) adminCreateKey(w http.ResponseWriter, r *http.Request) error {
 	if body.Mode != model.ModeTest && body.Mode != model.ModeLive {
 		return errInvalid("mode", "mode must be test or live.")
 	}
+	if body.Scopes != nil && len(body.Scopes) == 0 {
+		return errInvalid("scopes", "scopes must name at least one scope; omit scopes for a secret key.")
+	}
 	if err := ValidateScopes(body.Scopes); err != nil {
 		return errInvalid("scopes", "%v", err)
 	}

@@ -208,3 +208,47 @@ func TestHealth(t *testing.T) {
 		}
 	})
 }
+
+// TestAdminErrorsAreJSON checks that unknown admin paths and methods get
+// the API's error object, as /v1 does, and not the mux's plain text.
+func TestAdminErrorsAreJSON(t *testing.T) {
+	t.Parallel()
+	env := apitest.New(t, apitest.SQLite())
+	cases := []struct {
+		method, path string
+		status       int
+		code         string
+	}{
+		{"GET", "/admin/v1/nothing", 404, "not_found"},
+		{"POST", "/admin/v1/keys/key_x", 404, "not_found"},
+		{"PUT", "/admin/v1/projects/" + env.Project.ID, 404, "not_found"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			env := env.For(t)
+			env.ExpectError(env.Do(tc.method, tc.path, apitest.AdminToken, nil), tc.status, tc.code, "")
+			env.ExpectError(env.Do(tc.method, tc.path, "", nil), 401, "unauthorized", "")
+		})
+	}
+}
+
+// TestAdminKeyEmptyScopes checks that an explicit empty scope list never
+// yields a key with every scope: it is either rejected or restricted.
+func TestAdminKeyEmptyScopes(t *testing.T) {
+	t.Parallel()
+	env := apitest.New(t, apitest.SQLite())
+	r := env.Do("POST", "/admin/v1/projects/"+env.Project.ID+"/keys", apitest.AdminToken,
+		`{"mode":"test","scopes":[]}`)
+	if r.Status == 400 {
+		env.ExpectError(r, 400, "invalid_request", "scopes")
+		return
+	}
+	env.ExpectStatus(r, 201)
+	if r.Body["type"] != "restricted" {
+		t.Errorf("key asked with scopes [] has type %v", r.Body["type"])
+	}
+	w := env.Do("POST", "/v1/end-users", r.String("secret"), `{}`)
+	if w.Status != 403 {
+		t.Errorf("key asked with scopes [] can create end users: %d", w.Status)
+	}
+}

@@ -65,7 +65,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		name string
 		// token returns the bearer secret for the route; "" sends none.
 		token func(env *apitest.Env, fx fixture, rt route) string
-		// want returns the status and error code a route answers.
+		// want returns the expected status and error code of a route.
 		want func(rt route) (int, string)
 		// otherTenant marks keys of another project or mode, whose lists
 		// must come back empty.
@@ -240,8 +240,9 @@ func checkNoLeak(t *testing.T, fx fixture, r *apitest.Response) {
 	}
 }
 
-// snapshot returns the fixture's end users and devices as the test key
-// sees them, for comparing before and after a refused request.
+// snapshot returns the id, updated_at and status of every end user and
+// device the test key lists, to compare before and after a rejected
+// request.
 func snapshot(env *apitest.Env, fx fixture) string {
 	env.T().Helper()
 	var parts []string

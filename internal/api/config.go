@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/botaserver/bota/internal/auth"
 	"github.com/botaserver/bota/internal/model"
@@ -85,39 +87,67 @@ func mergeDeep(base, override map[string]any) map[string]any {
 	return out
 }
 
-// validateProcessing checks a processing section body.
+// processingFields lists the settings of each processing feature, as the
+// section's schema defines them.
+var processingFields = map[string][]string{
+	"auto_transcription": {"enabled", "provider"},
+	"auto_summary":       {"enabled", "template", "provider"},
+	"auto_embedding":     {"enabled"},
+	"auto_enhancement":   {"enabled", "provider"},
+}
+
+// processingProviders lists the provider names each feature accepts; null
+// always means the server's default.
+var processingProviders = map[string][]string{
+	"auto_transcription": transcriptionProviders,
+	"auto_summary":       {"gemini", "openai", "claude"},
+	"auto_enhancement":   {"cleanvoice"},
+}
+
+// validateProcessing checks a processing section body: known features,
+// each an object of its own settings with values of the right type.
 func validateProcessing(body map[string]any) error {
-	known := processingDefaults()
-	for key, v := range body {
-		if _, ok := known[key]; !ok {
+	for _, key := range slices.Sorted(maps.Keys(body)) {
+		fields, ok := processingFields[key]
+		if !ok {
 			return errInvalid(key, "%s is not a setting of the processing section; known: auto_transcription, auto_summary, auto_embedding, auto_enhancement.", key)
 		}
-		obj, ok := v.(map[string]any)
+		obj, ok := body[key].(map[string]any)
 		if !ok {
 			return errInvalid(key, "%s must be an object.", key)
 		}
-		for field, fv := range obj {
-			param := key + "." + field
-			switch field {
-			case "enabled":
-				if _, ok := fv.(bool); !ok {
-					return errInvalid(param, "%s must be true or false.", param)
-				}
-			case "provider":
-				p, isString := fv.(string)
-				if fv != nil && !isString {
-					return errInvalid(param, "%s must be a string or null.", param)
-				}
-				if key == "auto_transcription" && isString && !slices.Contains(transcriptionProviders, p) {
-					return errInvalid(param, "%s must be null or one of local, whisper, deepgram, assemblyai, elevenlabs.", param)
-				}
-			case "template":
-				if s, ok := fv.(string); !ok || s == "" || len(s) > 64 {
-					return errInvalid(param, "%s must be a template name of 1 to 64 characters.", param)
-				}
-			default:
-				return errInvalid(param, "%s is not a known setting.", param)
+		for _, field := range slices.Sorted(maps.Keys(obj)) {
+			if err := validateProcessingField(key, field, fields, obj[field]); err != nil {
+				return err
 			}
+		}
+	}
+	return nil
+}
+
+func validateProcessingField(key, field string, fields []string, v any) error {
+	param := key + "." + field
+	if !slices.Contains(fields, field) {
+		return errInvalid(param, "%s is not a known setting; %s has %s.", param, key,
+			strings.Join(fields, ", "))
+	}
+	switch field {
+	case "enabled":
+		if _, ok := v.(bool); !ok {
+			return errInvalid(param, "%s must be true or false.", param)
+		}
+	case "provider":
+		p, isString := v.(string)
+		if v != nil && !isString {
+			return errInvalid(param, "%s must be a string or null.", param)
+		}
+		allowed := processingProviders[key]
+		if isString && !slices.Contains(allowed, p) {
+			return errInvalid(param, "%s must be null or one of %s.", param, strings.Join(allowed, ", "))
+		}
+	case "template":
+		if s, ok := v.(string); !ok || s == "" || len(s) > 64 {
+			return errInvalid(param, "%s must be a template name of 1 to 64 characters.", param)
 		}
 	}
 	return nil
@@ -154,6 +184,11 @@ func (s *Server) getProcessingConfig(w http.ResponseWriter, r *http.Request, p *
 }
 
 func (s *Server) setProcessingConfig(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
+	// Another project is not found whatever the body holds, so that its
+	// id cannot be probed through validation errors.
+	if r.PathValue("id") != p.ProjectID {
+		return errNotFound("Project "+truncate(r.PathValue("id"), 80), "id")
+	}
 	var body map[string]any
 	if err := decode(r, &body); err != nil {
 		return err
@@ -163,9 +198,6 @@ func (s *Server) setProcessingConfig(w http.ResponseWriter, r *http.Request, p *
 	}
 	if err := validateProcessing(body); err != nil {
 		return err
-	}
-	if r.PathValue("id") != p.ProjectID {
-		return errNotFound("Project "+truncate(r.PathValue("id"), 80), "id")
 	}
 
 	// PUT replaces the project's override and PATCH merges into it; both

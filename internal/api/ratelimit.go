@@ -58,6 +58,11 @@ func (l *limiter) allow(w http.ResponseWriter, p *auth.Principal, extra string) 
 	default:
 		key, rate = "project:"+p.ProjectID+":"+p.Mode, l.cfg.RateLimit
 	}
+	if rate <= 0 {
+		// A zero device rate turns that limit off; an empty bucket that
+		// never refills would lock the device out for good.
+		return nil
+	}
 	burst = rate
 	ok, remaining, reset := l.take(key, rate, burst)
 	h := w.Header()

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,4 +104,22 @@ func TestRateLimitOff(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A device rate of 0 turns the device limit off while the project limit
+// still holds.
+func TestDeviceRateLimitZero(t *testing.T) {
+	t.Parallel()
+	eachEnv(t, func(t *testing.T, env *apitest.Env) {
+		dev := env.NewBoundDevice()
+		for i := range 20 {
+			r := env.Do("POST", "/v1/devices/me/heartbeat", dev.Token, `{}`)
+			if r.Status != 200 {
+				t.Fatalf("heartbeat %d: %d %s", i, r.Status, r.Raw)
+			}
+			if v := r.Header.Get("X-RateLimit-Reset"); strings.HasPrefix(v, "-") {
+				t.Fatalf("X-RateLimit-Reset = %q", v)
+			}
+		}
+	}, apitest.WithRateLimit(100, 0))
 }

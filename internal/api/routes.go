@@ -19,6 +19,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /admin/v1/projects/{id}/keys", s.admin(s.adminListKeys))
 	m.HandleFunc("POST /admin/v1/projects/{id}/keys", s.admin(s.adminCreateKey))
 	m.HandleFunc("DELETE /admin/v1/keys/{id}", s.admin(s.adminRevokeKey))
+	m.HandleFunc("/admin/v1/", s.admin(func(w http.ResponseWriter, r *http.Request) error {
+		return errNotFound("Endpoint "+r.Method+" "+r.URL.Path, "")
+	}))
 
 	// End users.
 	m.HandleFunc("POST /v1/end-users", s.guard(write("end_users:write"), s.createEndUser))
@@ -70,6 +73,26 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/projects/{id}/config/processing", s.guard(read("config:read"), s.getProcessingConfig))
 	m.HandleFunc("PUT /v1/projects/{id}/config/processing", s.guard(write("config:write"), s.setProcessingConfig))
 	m.HandleFunc("PATCH /v1/projects/{id}/config/processing", s.guard(write("config:write"), s.setProcessingConfig))
+
+	// Webhooks: endpoints at /v1/webhook-endpoints, with /v1/webhooks as an
+	// alias of the same resource, and the events they deliver.
+	for _, base := range []string{"/v1/webhook-endpoints", "/v1/webhooks"} {
+		secret := access{scope: "webhooks:write", reissue: "webhook_secret"}
+		m.HandleFunc("POST "+base, s.guard(secret, s.createWebhookEndpoint))
+		m.HandleFunc("GET "+base, s.guard(read("webhooks:read"), s.listWebhookEndpoints))
+		m.HandleFunc("GET "+base+"/{id}", s.guard(read("webhooks:read"), s.getWebhookEndpoint))
+		m.HandleFunc("PATCH "+base+"/{id}", s.guard(write("webhooks:write"), s.updateWebhookEndpoint))
+		m.HandleFunc("POST "+base+"/{id}", s.guard(write("webhooks:write"), s.updateWebhookEndpoint))
+		m.HandleFunc("DELETE "+base+"/{id}", s.guard(write("webhooks:write"), s.deleteWebhookEndpoint))
+		m.HandleFunc("POST "+base+"/{id}/rotate-secret", s.guard(secret, s.rotateWebhookSecret))
+		m.HandleFunc("POST "+base+"/{id}/test", s.guard(write("webhooks:write"), s.testWebhookEndpoint))
+		m.HandleFunc("GET "+base+"/{id}/deliveries",
+			s.guard(read("webhooks:read"), s.listWebhookDeliveries))
+		m.HandleFunc("POST "+base+"/{id}/deliveries/{delivery_id}/retry",
+			s.guard(write("webhooks:write"), s.retryWebhookDelivery))
+	}
+	m.HandleFunc("GET /v1/events", s.guard(read("webhooks:read"), s.listEvents))
+	m.HandleFunc("GET /v1/events/{id}", s.guard(read("webhooks:read"), s.getEvent))
 
 	// Anything else under /v1 is a JSON 404, not the mux's plain text.
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {

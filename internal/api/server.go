@@ -15,6 +15,7 @@ import (
 	"github.com/botaserver/bota/internal/model"
 	"github.com/botaserver/bota/internal/processing"
 	"github.com/botaserver/bota/internal/store"
+	"github.com/botaserver/bota/internal/webhook"
 )
 
 // Config holds the settings the handlers need.
@@ -45,6 +46,12 @@ type Config struct {
 	// HeartbeatInterval is the expected time between heartbeats; a device
 	// is online while its last heartbeat is younger than twice this.
 	HeartbeatInterval time.Duration
+	// Webhooks queues test events and manual redeliveries. When nil, those
+	// two routes answer 503 and the rest of the webhook API still works.
+	Webhooks *webhook.Service
+	// WebhookGuard checks endpoint URLs: AllowPrivate is the operator's
+	// --webhook-allow-private, and Resolver may fix DNS answers in tests.
+	WebhookGuard webhook.GuardConfig
 }
 
 // Server holds the API's dependencies.
@@ -85,6 +92,7 @@ func New(cfg Config, st *store.Store, bs blob.Store, log *slog.Logger) *Server {
 	s.reissuers = map[string]reissuer{}
 	s.reissuers["device_token"] = s.reissueDeviceToken
 	s.reissuers["upload_token"] = s.reissueUploadToken
+	s.reissuers["webhook_secret"] = s.reissueWebhookSecret
 	s.mux = http.NewServeMux()
 	s.routes()
 	return s

@@ -11,7 +11,7 @@ import (
 )
 
 // works reports whether token can send a heartbeat for its device, and
-// fails the test on any answer other than 200 or 401.
+// fails the test on any status other than 200 or 401.
 func works(env *apitest.Env, token string) bool {
 	env.T().Helper()
 	r := env.Do("POST", "/v1/devices/me/heartbeat", token, `{}`)

@@ -121,7 +121,7 @@ type Env struct {
 	// TestKeyID and LiveKeyID are their key_ ids.
 	TestKeyID, LiveKeyID string
 
-	// Allow5xx turns off the check that fails the test on any 5xx answer.
+	// Allow5xx turns off the check that fails the test on any 5xx response.
 	Allow5xx bool
 
 	logs *syncBuffer
@@ -241,7 +241,7 @@ func (e *Env) Unique(prefix string) string {
 	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano(), e.seq.next())
 }
 
-// Response is a server answer.
+// Response is an HTTP response of the server.
 type Response struct {
 	Status int
 	Header http.Header
@@ -255,7 +255,7 @@ type Response struct {
 // body is sent as is when it is a []byte or a string, and as JSON
 // otherwise (nil sends no body). headers are name, value pairs. Do fails
 // the test on a transport error, on a missing or malformed Request-Id
-// header, and on any 5xx answer unless Allow5xx is set.
+// header, and on any 5xx response unless Allow5xx is set.
 func (e *Env) Do(method, path, token string, body any, headers ...string) *Response {
 	e.t.Helper()
 	var reader io.Reader
@@ -371,9 +371,9 @@ func IDPattern(prefix string) *regexp.Regexp {
 const AnyParam = "\x00any"
 
 // ExpectError checks that r is the API's error object with status, code
-// and param ("" means param must be null; AnyParam skips the check), that
-// it has exactly the keys code, message, param, details and request_id,
-// and that request_id equals the Request-Id header.
+// and param. An empty param must be null, and AnyParam skips the check.
+// The error object must have exactly the keys code, message, param,
+// details and request_id, and request_id must equal the Request-Id header.
 func (e *Env) ExpectError(r *Response, status int, code, param string) {
 	e.t.Helper()
 	if r.Status != status {

@@ -99,6 +99,13 @@ func (a *Authenticator) Authenticate(ctx context.Context, secret string) (*Princ
 		if k.RevokedAt != nil || subtle.ConstantTimeCompare([]byte(secret[:len(wantPrefix)]), []byte(wantPrefix)) != 1 {
 			return nil, ErrInvalid
 		}
+		if k.LastUsedAt == nil || time.Since(*k.LastUsedAt) > time.Minute {
+			// Recorded at most once a minute per key, to keep writes off
+			// the request path.
+			if err := a.Store.TouchAPIKey(ctx, k.ID); err != nil {
+				return nil, fmt.Errorf("record api key use: %w", err)
+			}
+		}
 		return &Principal{Kind: KindKey, Tenant: model.Tenant{ProjectID: k.ProjectID, Mode: k.Mode},
 			KeyID: k.ID, Restricted: k.Restricted, Scopes: k.Scopes}, nil
 	case strings.HasPrefix(secret, "dtok_"):

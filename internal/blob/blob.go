@@ -44,7 +44,9 @@ type PrefixSigner interface {
 
 // PutOptions are the bindings of a presigned PUT.
 type PutOptions struct {
-	ContentType   string
+	ContentType string
+	// ContentLength is the exact length the PUT must have; 0 leaves the
+	// length unbound, up to the store's maximum object size.
 	ContentLength int64
 	Expires       time.Time
 }

@@ -333,10 +333,15 @@ func (p *Proxy) pipe(dst, src net.Conn, f Faults, budget *cutBudget, counter *at
 			}
 		}
 	}
+	if <-cutReached {
+		// No FIN: the caller resets the connection, and a FIN first would
+		// let the peer read a clean end of stream.
+		return true
+	}
 	if tc, ok := dst.(*net.TCPConn); ok {
 		_ = tc.CloseWrite()
 	}
-	return <-cutReached
+	return false
 }
 
 var _ io.Closer = (*Proxy)(nil)

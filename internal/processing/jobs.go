@@ -13,12 +13,16 @@ import (
 // SpeechQueue is the queue transcription jobs run on.
 const SpeechQueue = "speech"
 
-// TranscribeArgs is a transcription job. Only recording_id makes it
-// unique, so a recording never has two transcription jobs queued or
-// running at once.
+// TranscribeArgs is a transcription job, unique per transcription while
+// queued or running, so inserting it again (the dispatcher's requeue)
+// never runs a transcription twice. Pipeline.Request keeps a recording to
+// one pending or processing transcription. The job of a finished
+// transcription can still be running in River for a moment after the
+// transcription completed, so a key per recording would drop the job of
+// the recording's next transcription.
 type TranscribeArgs struct {
-	TranscriptionID string `json:"transcription_id"`
-	RecordingID     string `json:"recording_id" river:"unique"`
+	TranscriptionID string `json:"transcription_id" river:"unique"`
+	RecordingID     string `json:"recording_id"`
 }
 
 // Kind names the job kind in River's table.
@@ -48,7 +52,9 @@ func (w *TranscribeWorker) Work(ctx context.Context, job *river.Job[TranscribeAr
 // RiverQueue inserts transcription jobs into a jobs.Queue.
 type RiverQueue struct{ Queue *jobs.Queue }
 
-// EnqueueTranscription inserts the job, inside tx when given.
+// EnqueueTranscription inserts the job, inside tx when given. A job
+// already queued or running for the transcription is kept, and the insert
+// does nothing.
 func (q RiverQueue) EnqueueTranscription(ctx context.Context, tx *sql.Tx, transcriptionID, recordingID string) error {
 	args := TranscribeArgs{TranscriptionID: transcriptionID, RecordingID: recordingID}
 	if tx != nil {

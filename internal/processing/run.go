@@ -1,12 +1,14 @@
 package processing
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/botaserver/bota/internal/model"
@@ -90,20 +92,25 @@ func (p *Pipeline) transcribe(ctx context.Context, tr *model.Transcription, rec 
 	if tr.Provider != nil {
 		provider = *tr.Provider
 	}
+	// engine stays null on failures before an engine runs, because engine
+	// names what ran.
 	engine, err := p.Engines.Lookup(provider)
 	if err != nil {
-		return nil, provider, err
+		return nil, "", err
 	}
 	media := audioMedia(rec)
 	if media == nil {
-		return nil, engine.Name(), fail(speech.CodeUnsupportedFormat, "recording %s has no uploaded audio", rec.ID)
+		return nil, "", fail(speech.CodeUnsupportedFormat, "recording %s has no uploaded audio", rec.ID)
 	}
 	path, err := p.download(ctx, media)
 	if err != nil {
-		return nil, engine.Name(), &speech.Error{Code: speech.CodeProcessingError,
+		return nil, "", &speech.Error{Code: speech.CodeProcessingError,
 			Message: "could not read the audio from storage", Retryable: true, Err: err}
 	}
 	defer os.Remove(path)
+	if err := checkAudio(ctx, path, media); err != nil {
+		return nil, "", err
+	}
 	req := speech.Request{Path: path, ContentType: media.MimeType, Diarization: tr.Diarization}
 	if tr.Language != nil {
 		req.Language = *tr.Language
@@ -202,20 +209,30 @@ type wordJSON struct {
 	Confidence float64 `json:"confidence"`
 }
 
+// applyResult stores an engine's result on tr. Clients require segments
+// sorted by start with end > start, so segments are sorted (engines and
+// hosted services do not promise order), times are rounded to
+// milliseconds first, and a segment that is empty or ends at or before its
+// start after rounding is dropped.
 func applyResult(tr *model.Transcription, r *speech.Result) error {
 	tr.Status = model.TranscriptionCompleted
 	segments := make([]segmentJSON, 0, len(r.Segments))
 	for _, s := range r.Segments {
-		if s.End <= s.Start || strings.TrimSpace(s.Text) == "" {
+		seg := segmentJSON{Start: round3(s.Start), End: round3(s.End), Text: strings.TrimSpace(s.Text),
+			Speaker: s.Speaker, Confidence: round3(s.Confidence)}
+		if seg.Start < 0 || seg.End <= seg.Start || seg.Text == "" {
 			continue
 		}
-		seg := segmentJSON{ID: len(segments), Start: round3(s.Start), End: round3(s.End), Text: s.Text,
-			Speaker: s.Speaker, Confidence: round3(s.Confidence)}
 		for _, w := range s.Words {
 			seg.Words = append(seg.Words, wordJSON{Word: w.Word, Start: round3(w.Start), End: round3(w.End),
 				Confidence: round3(w.Confidence)})
 		}
+		slices.SortStableFunc(seg.Words, func(a, b wordJSON) int { return cmp.Compare(a.Start, b.Start) })
 		segments = append(segments, seg)
+	}
+	slices.SortStableFunc(segments, func(a, b segmentJSON) int { return cmp.Compare(a.Start, b.Start) })
+	for i := range segments {
+		segments[i].ID = i
 	}
 	raw, err := json.Marshal(segments)
 	if err != nil {

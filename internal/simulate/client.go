@@ -17,8 +17,8 @@ import (
 	"time"
 )
 
-// maxResponseBytes caps how much of a response body is read; API answers
-// are small JSON objects.
+// maxResponseBytes caps how much of a response body is read, because API
+// responses are small JSON objects.
 const maxResponseBytes = 1 << 20
 
 // Backoff bounds between attempts when the server sends no Retry-After.
@@ -32,7 +32,8 @@ type StepError struct {
 	Step string
 	// Kind classifies the failure: the API error code when the response
 	// carried one (unauthorized, checksum_mismatch, ...), "http_NNN" for a
-	// status without one, "transport", "timeout" or "canceled".
+	// status without one, "transport", "timeout", "bad_response" (a 2xx
+	// body that is not the expected JSON), "sha256_differs" or "canceled".
 	Kind    string
 	Status  int
 	Message string
@@ -57,7 +58,7 @@ type call struct {
 	body           any
 	header         map[string]string
 	// file, when set, is the request body, streamed from disk.
-	file *File
+	file *audioFile
 	// out receives the decoded JSON of a 2xx response.
 	out any
 }
@@ -133,7 +134,7 @@ func (cl *client) attempt(ctx context.Context, c call, payload []byte) (time.Dur
 			return -1, &StepError{Step: c.step, Kind: "canceled", Message: ctx.Err().Error()}
 		case actx.Err() != nil:
 			return 0, &StepError{Step: c.step, Kind: "timeout",
-				Message: fmt.Sprintf("no answer within %s", cl.attemptTimeout)}
+				Message: fmt.Sprintf("attempt timed out after %s", cl.attemptTimeout)}
 		}
 		return 0, &StepError{Step: c.step, Kind: "transport", Message: err.Error()}
 	}
@@ -184,7 +185,7 @@ func newRequest(ctx context.Context, c call, payload []byte) (*http.Request, fun
 	}
 	if c.file != nil {
 		// The transport streams an *os.File body with the declared length
-		// and never holds the whole file in memory.
+		// and never keeps the whole file in memory.
 		req.ContentLength = c.file.Size
 	}
 	if payload != nil {
@@ -205,9 +206,9 @@ func newRequest(ctx context.Context, c call, payload []byte) (*http.Request, fun
 	return req, closeBody, nil
 }
 
-// classify turns a non-2xx response into a StepError and decides whether
-// it is retried: transport-like statuses (5xx), 425 upload_incomplete,
-// 429 and 409 idempotency_key_in_use are; anything else is final.
+// classify turns a non-2xx response into a StepError and the wait before a
+// retry. A 5xx, 425 upload_incomplete, 429 and 409 idempotency_key_in_use
+// are retried. Any other status is final.
 func classify(step string, resp *http.Response, raw []byte) (time.Duration, error) {
 	var apiErr struct {
 		Error struct {
@@ -243,7 +244,7 @@ func parseRetryAfter(v string) time.Duration {
 		return 0
 	}
 	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		// Jitter keeps devices told the same Retry-After from returning
+		// Jitter keeps devices given the same Retry-After from returning
 		// in one burst.
 		return time.Duration(n)*time.Second + mathrand.N(250*time.Millisecond) + time.Millisecond
 	}
@@ -270,6 +271,6 @@ func backoff(attempt int) time.Duration {
 // newKey returns a random Idempotency-Key.
 func newKey() string {
 	b := make([]byte, 16)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms.
+	_, _ = rand.Read(b) // Since Go 1.24, crypto/rand.Read never returns an error.
 	return hex.EncodeToString(b)
 }

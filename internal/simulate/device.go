@@ -23,7 +23,7 @@ const (
 type device struct {
 	index  int
 	cfg    *Config
-	files  []File
+	files  []audioFile
 	client *client
 	stats  *collector
 	base   string
@@ -31,7 +31,8 @@ type device struct {
 	id      string
 	token   string
 	battery int
-	usedMB  int
+	// storageUsed is the simulated flash in use, in bytes.
+	storageUsed int64
 }
 
 // name is the device's serial number and its end user's external id.
@@ -46,7 +47,7 @@ func (d *device) run(ctx context.Context) {
 	}
 	d.stats.devicesReady.Add(1)
 	d.battery = 40 + mathrand.N(61)
-	d.usedMB = mathrand.N(2048)
+	d.storageUsed = mathrand.N[int64](2048) << 20
 
 	uploads := d.cfg.UploadsPerDevice
 	for range max(d.cfg.Heartbeats, 0) {
@@ -62,9 +63,11 @@ func (d *device) run(ctx context.Context) {
 		}
 		file := d.files[(d.index+j)%len(d.files)]
 		if err := d.upload(ctx, file); err != nil {
-			d.stats.fail(Failure{Device: d.index, File: filepath.Base(file.Path), Error: err.Error()}, 1)
-			d.cfg.Logger.Warn("UploadFailed", "device", d.index, "device_id", d.id,
-				"file", file.Path, "err", err)
+			f := Failure{Device: d.index, File: filepath.Base(file.Path), Error: err.Error()}
+			if d.stats.fail(f, 1) {
+				d.cfg.Logger.Warn("UploadFailed", "device", d.index, "device_id", d.id,
+					"file", file.Path, "err", err)
+			}
 		}
 		if d.cfg.Heartbeats > 0 {
 			d.heartbeat(ctx, "idle", uploads-j-1)
@@ -74,9 +77,11 @@ func (d *device) run(ctx context.Context) {
 
 // abandon counts the device's uploads from index from on as failed.
 func (d *device) abandon(from int, err error) {
-	d.stats.fail(Failure{Device: d.index, Error: err.Error()}, d.cfg.UploadsPerDevice-from)
-	d.cfg.Logger.Warn("DeviceAbandoned", "device", d.index, "device_id", d.id,
-		"uploads_left", d.cfg.UploadsPerDevice-from, "err", err)
+	left := d.cfg.UploadsPerDevice - from
+	if d.stats.fail(Failure{Device: d.index, Error: err.Error()}, left) {
+		d.cfg.Logger.Warn("DeviceAbandoned", "device", d.index, "device_id", d.id,
+			"uploads_left", left, "err", err)
+	}
 }
 
 // setup creates the device's end user, registers the device and binds it,
@@ -143,7 +148,7 @@ func (d *device) heartbeat(ctx context.Context, state string, pending int) {
 		url: d.base + "/v1/devices/me/heartbeat", token: d.token, idempotencyKey: newKey(),
 		body: map[string]any{
 			"battery_percent":     d.battery,
-			"storage_used_mb":     min(d.usedMB, storageTotalMB),
+			"storage_used_mb":     min(d.storageUsed>>20, storageTotalMB),
 			"storage_total_mb":    storageTotalMB,
 			"signal_strength_dbm": -65 - mathrand.N(50),
 			"firmware_version":    firmwareVersion,
@@ -176,7 +181,7 @@ func (d *device) refresh(ctx context.Context) {
 
 // upload sends one file as a new recording: create, upload-url, PUT,
 // upload-complete. It records the end-to-end latency and the Ack.
-func (d *device) upload(ctx context.Context, file File) error {
+func (d *device) upload(ctx context.Context, file audioFile) error {
 	start := time.Now()
 	var rec struct {
 		ID string `json:"id"`
@@ -230,7 +235,7 @@ func (d *device) upload(ctx context.Context, file File) error {
 	}
 
 	d.stats.latency(StepEndToEnd, time.Since(start))
-	d.usedMB += int(file.Size >> 20)
+	d.storageUsed += file.Size
 	d.stats.ack(Ack{RecordingID: rec.ID, DeviceID: d.id, File: filepath.Base(file.Path),
 		SizeBytes: file.Size, SHA256: file.SHA256})
 	return nil
@@ -238,7 +243,7 @@ func (d *device) upload(ctx context.Context, file File) error {
 
 // complete calls upload-complete with the file's digest and checks that
 // the server stored the same digest.
-func (d *device) complete(ctx context.Context, recordingID string, file File) error {
+func (d *device) complete(ctx context.Context, recordingID string, file audioFile) error {
 	var done struct {
 		Status        string `json:"status"`
 		ContentSHA256 string `json:"content_sha256"`

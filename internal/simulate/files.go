@@ -24,8 +24,8 @@ var contentTypes = map[string]string{
 	".aac":  "audio/aac",
 }
 
-// File is one audio file a device uploads.
-type File struct {
+// audioFile is one audio file a device uploads.
+type audioFile struct {
 	Path        string
 	ContentType string
 	Size        int64
@@ -60,23 +60,24 @@ func FindAudio(dir string) ([]string, error) {
 }
 
 // loadFile reads a file's size and SHA-256 by streaming it once.
-func loadFile(path string) (File, error) {
+func loadFile(path string) (audioFile, error) {
 	ct := ContentType(path)
 	if ct == "" {
-		return File{}, fmt.Errorf("%s: extension is not one of .opus .ogg .wav .mp3 .m4a .flac .webm .aac", path)
+		return audioFile{}, fmt.Errorf("%s: extension is not one of "+
+			".opus .ogg .wav .mp3 .m4a .flac .webm .aac", path)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return File{}, fmt.Errorf("open audio file: %w", err)
+		return audioFile{}, fmt.Errorf("open audio file: %w", err)
 	}
 	defer f.Close()
 	h := sha256.New()
 	n, err := io.Copy(h, f)
 	if err != nil {
-		return File{}, fmt.Errorf("hash %s: %w", path, err)
+		return audioFile{}, fmt.Errorf("hash %s: %w", path, err)
 	}
 	if n == 0 {
-		return File{}, fmt.Errorf("%s is empty; the API accepts only non-empty uploads", path)
+		return audioFile{}, fmt.Errorf("%s is empty; the API accepts only non-empty uploads", path)
 	}
-	return File{Path: path, ContentType: ct, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return audioFile{Path: path, ContentType: ct, Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }

@@ -153,7 +153,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	files := make([]File, len(cfg.Files))
+	files := make([]audioFile, len(cfg.Files))
 	for i, path := range cfg.Files {
 		if files[i], err = loadFile(path); err != nil {
 			return nil, err

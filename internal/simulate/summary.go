@@ -103,6 +103,8 @@ type collector struct {
 	faults    map[string]map[string]int
 	acks      []Ack
 	failures  []Failure
+	// failureCount counts every failure, kept in failures or not.
+	failureCount int
 
 	uploadsDone   atomic.Int64
 	uploadsFailed atomic.Int64
@@ -143,13 +145,18 @@ func (c *collector) ack(a Ack) {
 	c.mu.Unlock()
 }
 
-func (c *collector) fail(f Failure, uploads int) {
+// fail adds uploads to the failed uploads and keeps f for the summary. It
+// returns false once maxFailureList failures are kept, so callers stop
+// logging each one.
+func (c *collector) fail(f Failure, uploads int) bool {
 	c.uploadsFailed.Add(int64(uploads))
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failureCount++
 	if len(c.failures) < maxFailureList {
 		c.failures = append(c.failures, f)
 	}
-	c.mu.Unlock()
+	return c.failureCount <= maxFailureList
 }
 
 // summary builds the Summary of a run that took elapsed.
@@ -213,38 +220,58 @@ func milliseconds(d time.Duration) float64 {
 	return float64(d.Microseconds()) / 1000
 }
 
-// WriteText writes the summary for people: totals, errors by kind and a
-// latency table.
+// WriteText writes the summary for people: totals, errors by kind, a
+// latency table and the failures kept.
 func (s *Summary) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "run\t%s\n", s.RunID)
-	fmt.Fprintf(tw, "devices\t%d (%d ready)\n", s.Devices, s.DevicesReady)
-	fmt.Fprintf(tw, "uploads\t%d ok, %d failed of %d\n", s.UploadsOK, s.UploadsFailed, s.UploadsTotal)
-	fmt.Fprintf(tw, "bytes\t%d (%.2f MiB)\n", s.Bytes, float64(s.Bytes)/(1<<20))
-	fmt.Fprintf(tw, "heartbeats\t%d\n", s.Heartbeats)
-	fmt.Fprintf(tw, "duration\t%.2f s\n", s.DurationSeconds)
-	fmt.Fprintf(tw, "throughput\t%.2f MiB/s, %.2f uploads/s\n", s.MiBPerSecond, s.UploadsPerSec)
-	fmt.Fprintf(tw, "errors\t%d (%d retries)\n", s.ErrorCount, s.Retries)
+	s.writeTotals(tw)
+	s.writeLatency(tw)
+	s.writeFailures(tw)
+	return tw.Flush()
+}
+
+func (s *Summary) writeTotals(w io.Writer) {
+	fmt.Fprintf(w, "run\t%s\n", s.RunID)
+	fmt.Fprintf(w, "devices\t%d (%d ready)\n", s.Devices, s.DevicesReady)
+	fmt.Fprintf(w, "uploads\t%d ok, %d failed of %d\n", s.UploadsOK, s.UploadsFailed, s.UploadsTotal)
+	fmt.Fprintf(w, "bytes\t%d (%.2f MiB)\n", s.Bytes, float64(s.Bytes)/(1<<20))
+	fmt.Fprintf(w, "heartbeats\t%d\n", s.Heartbeats)
+	fmt.Fprintf(w, "duration\t%.2f s\n", s.DurationSeconds)
+	fmt.Fprintf(w, "throughput\t%.2f MiB/s, %.2f uploads/s\n", s.MiBPerSecond, s.UploadsPerSec)
+
+	fmt.Fprintf(w, "errors\t%d (%d retries)\n", s.ErrorCount, s.Retries)
 	for _, kind := range slices.Sorted(maps.Keys(s.Errors)) {
-		fmt.Fprintf(tw, "  %s\t%d\n", kind, s.Errors[kind])
+		fmt.Fprintf(w, "  %s\t%d\n", kind, s.Errors[kind])
 	}
 	if s.Canceled {
-		fmt.Fprintf(tw, "canceled\tthe run ended before every upload ran\n")
+		fmt.Fprintf(w, "canceled\tthe run ended before every upload ran\n")
 	}
-	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "step\tcount\tp50 ms\tp90 ms\tp99 ms\tmax ms")
+}
+
+func (s *Summary) writeLatency(w io.Writer) {
+	if len(s.Latency) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "step\tcount\tp50 ms\tp90 ms\tp99 ms\tmax ms")
 	for _, step := range summarySteps {
 		l, ok := s.Latency[step]
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\n", step, l.Count, l.P50, l.P90, l.P99, l.Max)
+		fmt.Fprintf(w, "%s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\n", step, l.Count, l.P50, l.P90, l.P99, l.Max)
 	}
-	for i, f := range s.Failures {
-		if i == 0 {
-			fmt.Fprintln(tw)
+}
+
+func (s *Summary) writeFailures(w io.Writer) {
+	if len(s.Failures) > 0 {
+		fmt.Fprintln(w)
+	}
+	for _, f := range s.Failures {
+		device := fmt.Sprintf("device %d", f.Device)
+		if f.File != "" {
+			device += " " + f.File
 		}
-		fmt.Fprintf(tw, "failed\tdevice %d %s: %s\n", f.Device, f.File, f.Error)
+		fmt.Fprintf(w, "failed\t%s: %s\n", device, f.Error)
 	}
-	return tw.Flush()
 }

@@ -174,6 +174,9 @@ func (s *Store) DeleteDevice(ctx context.Context, t model.Tenant, id string) err
 // Binding to the end user it is already bound to re-issues the token.
 // Call it inside InTx.
 func (s *Store) BindDevice(ctx context.Context, t model.Tenant, id, endUserID, tokenHash string, publicKey *string, tokenTTL time.Duration) (*model.Device, error) {
+	if err := s.lockDevice(ctx, t, id); err != nil {
+		return nil, err
+	}
 	d, err := s.Device(ctx, t, id)
 	if err != nil {
 		return nil, err
@@ -199,6 +202,19 @@ func (s *Store) BindDevice(ctx context.Context, t model.Tenant, id, endUserID, t
 		return nil, err
 	}
 	return s.Device(ctx, t, id)
+}
+
+// lockDevice takes the device row's write lock for the rest of the
+// transaction. On PostgreSQL (READ COMMITTED) two binds or refreshes of one
+// device would otherwise both read it unbound and both succeed. SQLite's
+// BEGIN IMMEDIATE already runs writers one at a time.
+func (s *Store) lockDevice(ctx context.Context, t model.Tenant, id string) error {
+	_, err := s.exec(ctx, `UPDATE devices SET updated_at = updated_at WHERE id = ? AND project_id = ? AND mode = ?`,
+		id, t.ProjectID, t.Mode)
+	if err != nil {
+		return fmt.Errorf("lock device: %w", err)
+	}
+	return nil
 }
 
 // ReissueDeviceToken revokes every token of a bound device and issues a new
@@ -256,6 +272,9 @@ const DeviceTokenGrace = 10 * time.Minute
 // RefreshDeviceToken issues a new token for the device of the current
 // token; the current one enters its grace period. Call it inside InTx.
 func (s *Store) RefreshDeviceToken(ctx context.Context, current *model.DeviceToken, newHash string, ttl time.Duration) (*model.Device, error) {
+	if err := s.lockDevice(ctx, current.Tenant, current.DeviceID); err != nil {
+		return nil, err
+	}
 	d, err := s.Device(ctx, current.Tenant, current.DeviceID)
 	if err != nil {
 		return nil, err

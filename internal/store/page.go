@@ -44,7 +44,10 @@ func (w *where) sql() string {
 func listQuery(base string, w *where, p Page) (string, []any) {
 	if p.After != nil {
 		at := ms(p.After.CreatedAt)
-		w.add("(created_at < ? OR (created_at = ? AND id < ?))", at, at, p.After.ID)
+		// The created_at <= ? term is what lets both engines start the
+		// index range at the cursor; the OR alone would be a filter over
+		// every newer row.
+		w.add("created_at <= ? AND (created_at < ? OR id < ?)", at, at, p.After.ID)
 	}
 	q := base + w.sql() + " ORDER BY created_at DESC, id DESC LIMIT ?"
 	args := append(w.args, p.Limit+1)

@@ -147,3 +147,9 @@ func (s *Store) RevokeAPIKey(ctx context.Context, id string) (*model.APIKey, err
 	}
 	return s.APIKey(ctx, id)
 }
+
+// TouchAPIKey records that a key was used now.
+func (s *Store) TouchAPIKey(ctx context.Context, id string) error {
+	_, err := s.exec(ctx, `UPDATE api_keys SET last_used_at = ? WHERE id = ?`, s.nowMs(), id)
+	return err
+}

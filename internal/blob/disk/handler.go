@@ -170,7 +170,7 @@ func (s *Store) servePut(w http.ResponseWriter, r *http.Request, log *slog.Logge
 		s.reject(w, log, forbidden("Content-Length is required"))
 		return
 	}
-	if sig.kind == kindObject && size != sig.size {
+	if sig.kind == kindObject && sig.size > 0 && size != sig.size {
 		s.reject(w, log, forbidden("Content-Length %d does not match the signed %d",
 			size, sig.size))
 		return

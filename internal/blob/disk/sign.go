@@ -68,7 +68,7 @@ func (sig signature) encode(secret []byte) string {
 
 // verify reports whether encoded is the signature of sig, in constant time.
 func (sig signature) verify(secret []byte, encoded string) bool {
-	got, err := base64.RawURLEncoding.DecodeString(encoded)
+	got, err := base64.RawURLEncoding.Strict().DecodeString(encoded)
 	if err != nil {
 		return false
 	}
