@@ -113,6 +113,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		} else if n > 0 {
 			log.Info("JobsRescued", "count", n)
 		}
+		// Requests cut off by that crash still hold their Idempotency-Keys.
+		if n, err := db.store.ReleaseRunningIdempotency(ctx); err != nil {
+			log.Warn("IdempotencyReleaseFailed", "err", err)
+		} else if n > 0 {
+			log.Info("IdempotencyKeysReleased", "count", n)
+		}
 		// Webhook concurrency leases of the crashed run would otherwise
 		// hold their endpoint's slots until they expire.
 		if _, err := db.store.ClearWebhookLeases(ctx); err != nil {

@@ -451,6 +451,8 @@ func TestTranscriptionRequestErrors(t *testing.T) {
 		env.ExpectError(r, http.StatusConflict, "conflict", "recording_id")
 		r = env.Do("POST", "/v1/transcriptions", dev.Token, map[string]any{"recording_id": pending})
 		env.ExpectError(r, http.StatusForbidden, "forbidden", "")
+		r = env.Do("POST", "/v1/recordings/"+pending+"/transcribe", dev.Token, nil)
+		env.ExpectError(r, http.StatusForbidden, "forbidden", "")
 		r = env.Do("GET", "/v1/transcriptions", dev.Token, nil)
 		env.ExpectError(r, http.StatusForbidden, "forbidden", "")
 		r = env.Do("POST", "/v1/transcriptions", "", map[string]any{"recording_id": pending})

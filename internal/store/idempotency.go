@@ -23,13 +23,24 @@ type IdempotencyRecord struct {
 	Created time.Time
 }
 
+// StaleRunningAfter is how long a request may hold its idempotency key
+// while running. A key held longer was left by a node that stopped
+// mid-request, and the next request with it runs again.
+// NOTE: a request running longer than this (an upload-complete of a very
+// large file on a slow disk) could then run twice at once; recording the
+// owning node with the key would tell a stopped node from a slow one.
+const StaleRunningAfter = 2 * time.Minute
+
 // BeginIdempotent claims key for a request. It returns nil when the caller
 // owns the key and must run the request, or the existing record.
 func (s *Store) BeginIdempotent(ctx context.Context, t model.Tenant, key, endpoint, bodyHash string, ttl time.Duration) (*IdempotencyRecord, error) {
 	now := s.nowMs()
-	// An expired record no longer holds the key.
+	// An expired record no longer holds the key, and neither does a
+	// request marked running for longer than any request runs: its node
+	// was killed before it could finish or release the key.
 	if _, err := s.exec(ctx, `DELETE FROM idempotency_keys WHERE project_id = ? AND mode = ? AND key = ?
-		AND created_at < ?`, t.ProjectID, t.Mode, key, now-ttl.Milliseconds()); err != nil {
+		AND (created_at < ? OR (state = 'running' AND created_at < ?))`, t.ProjectID, t.Mode, key,
+		now-ttl.Milliseconds(), now-StaleRunningAfter.Milliseconds()); err != nil {
 		return nil, fmt.Errorf("expire idempotency key: %w", err)
 	}
 	res, err := s.exec(ctx, `INSERT INTO idempotency_keys (project_id, mode, key, endpoint, body_hash,
@@ -79,6 +90,18 @@ func (s *Store) ReleaseIdempotent(ctx context.Context, t model.Tenant, key strin
 	_, err := s.exec(ctx, `DELETE FROM idempotency_keys WHERE project_id = ? AND mode = ? AND key = ?
 		AND state = 'running'`, t.ProjectID, t.Mode, key)
 	return err
+}
+
+// ReleaseRunningIdempotency gives up every key still marked running and
+// returns how many there were. A server on SQLite calls it at start: one
+// process owns the file, so a running key was left by a crash of that
+// process and would otherwise answer 409 to every retry.
+func (s *Store) ReleaseRunningIdempotency(ctx context.Context) (int64, error) {
+	res, err := s.exec(ctx, `DELETE FROM idempotency_keys WHERE state = 'running'`)
+	if err != nil {
+		return 0, fmt.Errorf("release running idempotency keys: %w", err)
+	}
+	return res.RowsAffected()
 }
 
 // PurgeIdempotency removes records older than ttl.
