@@ -59,7 +59,8 @@ type Figure struct {
 	BaselineValue float64 `json:"baseline_value,omitempty"`
 	// Ratio is Value / BaselineValue.
 	Ratio float64 `json:"ratio,omitempty"`
-	// HigherIsBetter tells how to read Ratio.
+	// HigherIsBetter is set for rates and unset for times and memory, so a
+	// Ratio above 1 is good only when it is set.
 	HigherIsBetter bool `json:"higher_is_better"`
 	// Goal states the target, and Met whether this run reached it.
 	Goal string `json:"goal,omitempty"`
@@ -96,7 +97,7 @@ func (r *Report) note(format string, args ...any) {
 	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
 }
 
-// env is what the benchmarks of one run share.
+// env is the state the benchmarks of one run share.
 type env struct {
 	cfg    Config
 	dir    string

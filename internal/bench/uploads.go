@@ -96,7 +96,7 @@ type uploadTarget struct {
 	headers     map[string]string
 }
 
-// prepare creates a recording and asks for its upload URL.
+// prepare creates a recording and requests its upload URL.
 func (u *uploader) prepare(ctx context.Context, size int64) (uploadTarget, error) {
 	var rec struct {
 		ID string `json:"id"`
@@ -460,8 +460,8 @@ func startTusd(ctx context.Context, e *env) (*process, error) {
 	}
 	_, port, _ := net.SplitHostPort(addr)
 	logPath := filepath.Join(dir, "tusd.log")
-	// tusd has no /health; startProcess polls it, and tusd answers 404
-	// there, so readiness is checked by hand below.
+	// tusd has no /health endpoint (it returns 404), so startProcess
+	// cannot wait for it: readiness is a TCP connect below.
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err

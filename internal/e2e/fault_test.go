@@ -26,7 +26,7 @@ func librivoxPaths() []string {
 	return paths
 }
 
-// ackTransport counts upload-complete requests answered with 200, so a
+// ackTransport counts upload-complete requests that returned 200, so a
 // test can act when a share of a fleet's uploads is done.
 type ackTransport struct {
 	next http.RoundTripper
@@ -90,7 +90,7 @@ func checkFleet(t *testing.T, s *simulate.Summary, devices, uploads, heartbeats 
 	// NOTE: a kill between committing a new media record and storing the
 	// Idempotency-Key's response makes the retried upload-url create a
 	// second media record. The first stays pending, so upload-complete
-	// answers 425 upload_incomplete until its URL expires. Such uploads
+	// returns 425 upload_incomplete until its URL expires. Such uploads
 	// are never acknowledged, so none is lost; they are counted apart
 	// until the server stores the media and the response in one
 	// transaction.
@@ -114,7 +114,7 @@ func checkFleet(t *testing.T, s *simulate.Summary, devices, uploads, heartbeats 
 		t.Errorf("%d of %d devices finished their setup", s.DevicesReady, devices)
 	}
 	// Each device sends its heartbeats before the first upload and one
-	// after each upload, failed or not; a device that did not recover
+	// after each upload, failed or not. A device that did not recover
 	// would miss some.
 	if want := devices * (heartbeats + uploads); s.Heartbeats != want {
 		t.Errorf("%d heartbeats succeeded, want %d (every device recovers on its own)", s.Heartbeats, want)

@@ -27,7 +27,7 @@ type IdempotencyRecord struct {
 // while running. A key held longer was left by a node that stopped
 // mid-request, and the next request with it runs again.
 // NOTE: a request running longer than this (an upload-complete of a very
-// large file on a slow disk) could then run twice at once; recording the
+// large file on a slow disk) could then run twice at once. Storing the
 // owning node with the key would tell a stopped node from a slow one.
 const StaleRunningAfter = 2 * time.Minute
 
@@ -95,7 +95,7 @@ func (s *Store) ReleaseIdempotent(ctx context.Context, t model.Tenant, key strin
 // ReleaseRunningIdempotency gives up every key still marked running and
 // returns how many there were. A server on SQLite calls it at start: one
 // process owns the file, so a running key was left by a crash of that
-// process and would otherwise answer 409 to every retry.
+// process, and every retry with it would fail with 409 until it expires.
 func (s *Store) ReleaseRunningIdempotency(ctx context.Context) (int64, error) {
 	res, err := s.exec(ctx, `DELETE FROM idempotency_keys WHERE state = 'running'`)
 	if err != nil {

@@ -33,12 +33,31 @@ type botaServer struct {
 	addr    string
 	logs    *os.File
 	cmd     *exec.Cmd
-	stdout  *bytes.Buffer
+	stdout  *lockedBuffer
+}
+
+// lockedBuffer is a bytes.Buffer that the process's output copier and the
+// test may use at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func (s *botaServer) start() {
 	s.t.Helper()
-	s.stdout = &bytes.Buffer{}
+	s.stdout = &lockedBuffer{}
 	s.cmd = exec.Command(s.bin, "serve", "--addr", s.addr, "--data-dir", s.dataDir,
 		"--webhook-allow-private", "true", "--rate-limit", "0", "--log-level", "warn")
 	s.cmd.Stdout = s.stdout
@@ -89,7 +108,7 @@ func (s *botaServer) stop() {
 // testKey returns the test key that the first start printed.
 func (s *botaServer) testKey() string {
 	s.t.Helper()
-	sc := bufio.NewScanner(bytes.NewReader(s.stdout.Bytes()))
+	sc := bufio.NewScanner(strings.NewReader(s.stdout.String()))
 	for sc.Scan() {
 		if key, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "test key: "); ok {
 			return key
@@ -149,7 +168,8 @@ func (in *inbox) missing(n int, ids []string) int {
 }
 
 // TestDeliveriesSurviveKills sends every event to five endpoints while the
-// server is killed with SIGKILL and restarted twice, and checks that each
+// server is killed with SIGKILL and restarted twice, once while events are
+// written and once half-way through the deliveries, and checks that each
 // endpoint receives each event at least once. It logs the duplicates.
 // BOTA_TEST_SMALL=1 uses 500 events instead of 10,000.
 func TestDeliveriesSurviveKills(t *testing.T) {
@@ -194,8 +214,14 @@ func TestDeliveriesSurviveKills(t *testing.T) {
 		in.mu.Unlock()
 	}
 
+	var user struct{ ID string }
+	if status := callJSON(t, client, "POST", base+"/v1/end-users", key, `{}`, &user); status != 201 {
+		t.Fatalf("create end user: status %d", status)
+	}
+	recording := fmt.Sprintf(`{"end_user_id":%q}`, user.ID)
+
 	start := time.Now()
-	var created atomic.Int64
+	var created, rejected atomic.Int64
 	var wg sync.WaitGroup
 	next := make(chan int)
 	for range 8 {
@@ -204,9 +230,13 @@ func TestDeliveriesSurviveKills(t *testing.T) {
 				for {
 					// A request cut off by a kill may have committed, so the
 					// events are counted from the server's list at the end.
-					status, err := tryJSON(client, "POST", base+"/v1/recordings", key, `{}`, nil)
+					status, err := tryJSON(client, "POST", base+"/v1/recordings", key, recording, nil)
 					if err == nil && status == http.StatusCreated {
 						created.Add(1)
+						break
+					}
+					if err == nil && status < 500 {
+						rejected.Add(1)
 						break
 					}
 					time.Sleep(20 * time.Millisecond)
@@ -214,19 +244,34 @@ func TestDeliveriesSurviveKills(t *testing.T) {
 			}
 		})
 	}
-	restarts := []time.Duration{}
+	var restarts []time.Duration
+	restart := func() {
+		srv.kill()
+		down := time.Now()
+		srv.start()
+		restarts = append(restarts, time.Since(down))
+	}
+	// The first kill lands while events are being written and fanned out,
+	// the second while about half of the deliveries are done.
 	for i := range total {
-		if i == total/3 || i == 2*total/3 {
-			srv.kill()
-			down := time.Now()
-			srv.start()
-			restarts = append(restarts, time.Since(down))
+		if i == total/2 {
+			restart()
 		}
 		next <- i
 	}
 	close(next)
 	wg.Wait()
 	generated := time.Since(start)
+	if n := rejected.Load(); n > 0 {
+		t.Fatalf("the server rejected %d recording creates", n)
+	}
+
+	half := int64(total * durabilityEndpoints / 2)
+	for wait := time.Now().Add(10 * time.Minute); in.requests.Load() < half && time.Now().Before(wait); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	restart()
+	killedAt := in.requests.Load()
 
 	ids := listEventIDs(t, client, base, key)
 	if len(ids) < total {
@@ -263,8 +308,9 @@ func TestDeliveriesSurviveKills(t *testing.T) {
 	if n := in.invalid.Load(); n > 0 {
 		t.Errorf("%d deliveries failed signature or id checks", n)
 	}
-	t.Logf("events: %d (API calls answered 201: %d); endpoints: %d; kills: 2 (restart took %v)",
-		len(ids), created.Load(), durabilityEndpoints, restarts)
+	t.Logf("events: %d (API calls answered 201: %d); endpoints: %d; kills: 2, the second "+
+		"after %d requests (restart took %v)",
+		len(ids), created.Load(), durabilityEndpoints, killedAt, restarts)
 	t.Logf("generation took %v; every endpoint had every event after %v; "+
 		"requests received: %d; duplicates: %d (%.2f%% of %d deliveries)",
 		generated.Round(time.Millisecond), delivered.Round(time.Millisecond), in.requests.Load(),
@@ -283,7 +329,7 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-// tryJSON sends a request with a JSON body and decodes the answer into out
+// tryJSON sends a request with a JSON body and decodes the response into out
 // when out is not nil.
 func tryJSON(client *http.Client, method, url, key, body string, out any) (int, error) {
 	req, err := http.NewRequest(method, url, strings.NewReader(body))

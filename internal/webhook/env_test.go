@@ -228,7 +228,7 @@ type captured struct {
 }
 
 // receiver is an httptest server on 127.0.0.1 that records every request
-// and answers with the status that status returns for the request's
+// and responds with the status that status returns for the request's
 // 1-based number.
 type receiver struct {
 	*httptest.Server

@@ -18,7 +18,7 @@ import (
 const SecretPrefix = "whsec_"
 
 // sealedPrefix marks the format of a sealed secret, so that a later format
-// (another key or cipher) can be told apart.
+// (another key or cipher) can be recognised.
 const sealedPrefix = "v1:"
 
 // keyLabel separates the sealing key from the other keys derived from the

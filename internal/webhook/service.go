@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -16,7 +17,7 @@ import (
 )
 
 // DefaultEndpointConcurrency is how many deliveries to one endpoint run at
-// once across every node, unless Service.EndpointConcurrency says otherwise.
+// once across every node when Service.EndpointConcurrency is zero.
 const DefaultEndpointConcurrency = 5
 
 // ErrEndpointDisabled is returned for a test or retry of a disabled
@@ -46,6 +47,9 @@ type Service struct {
 	// time.Now. Tests move it to drive the retry schedule.
 	Now func() time.Time
 	Log *slog.Logger
+
+	defaultClient     *http.Client
+	defaultClientOnce sync.Once
 }
 
 func (s *Service) now() time.Time {
@@ -63,10 +67,11 @@ func (s *Service) log() *slog.Logger {
 }
 
 func (s *Service) client() *http.Client {
-	if s.Client == nil {
-		s.Client = NewClient(GuardConfig{})
+	if s.Client != nil {
+		return s.Client
 	}
-	return s.Client
+	s.defaultClientOnce.Do(func() { s.defaultClient = NewClient(GuardConfig{}) })
+	return s.defaultClient
 }
 
 func (s *Service) concurrency() int {

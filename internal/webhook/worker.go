@@ -22,8 +22,8 @@ const QueueName = "webhooks"
 const jobTimeout = DefaultTimeout + 30*time.Second
 
 // leaseTTL is how long a concurrency slot stays taken when its holder dies
-// without releasing it. It exceeds jobTimeout, so a live holder never loses
-// its slot.
+// without releasing it. It exceeds jobTimeout, after which River cancels the
+// job, so a slot expires only after its job has ended.
 const leaseTTL = jobTimeout + 15*time.Second
 
 // snoozeBase and snoozeJitter set how long a job waits for a free slot of
@@ -148,8 +148,8 @@ func (s *Service) Deliver(ctx context.Context, args DeliverArgs, failures int, f
 		URL: ep.URL, EventID: event.ID, Body: body, Secrets: secrets, Now: at,
 	})
 	if !attempt.Succeeded() && ctx.Err() != nil {
-		// The job was cancelled (server shutdown or job timeout), so this
-		// attempt says nothing about the endpoint. River runs it again.
+		// The job was cancelled (server shutdown or job timeout), so the
+		// attempt is not held against the endpoint. River runs it again.
 		return ctx.Err()
 	}
 	return s.record(ctx, d, ep, args, attempt, at, failures, final)
