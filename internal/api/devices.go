@@ -385,10 +385,15 @@ func (b *heartbeatBody) validate() error {
 	return nil
 }
 
-// recordingState returns the recording_state object a heartbeat reports,
-// or nil when it reports none of its fields.
+// reportsState reports whether the heartbeat carries recording_state fields.
+func (b *heartbeatBody) reportsState() bool {
+	return b.DeviceState != nil || b.PendingRecordings != nil || b.Flags != nil || b.ConnectionType != nil
+}
+
+// recordingState returns the recording_state object a heartbeat reports
+// merged into prev, or nil when it reports none of its fields.
 func (b *heartbeatBody) recordingState(prev json.RawMessage) json.RawMessage {
-	if b.DeviceState == nil && b.PendingRecordings == nil && b.Flags == nil && b.ConnectionType == nil {
+	if !b.reportsState() {
 		return nil
 	}
 	state := map[string]any{"device_state": nil, "pending_recordings": nil, "flags": nil, "connection_type": []string{}}
@@ -411,6 +416,9 @@ func (b *heartbeatBody) recordingState(prev json.RawMessage) json.RawMessage {
 	return raw
 }
 
+// heartbeat stores what a device reports. It reads the device only when
+// the body changes recording_state, which merges into the stored one, so
+// the common heartbeat is one token lookup and one update.
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	var body heartbeatBody
 	if err := decode(r, &body); err != nil {
@@ -419,20 +427,31 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, p *auth.Princ
 	if err := body.validate(); err != nil {
 		return err
 	}
-	d, err := s.deviceFromPath(r, p)
+	id, err := heartbeatDeviceID(r, p)
 	if err != nil {
 		return err
 	}
 
-	_, err = s.store.RecordHeartbeat(r.Context(), p.Tenant, d.ID, store.Heartbeat{
+	var state json.RawMessage
+	if body.reportsState() {
+		d, err := s.deviceFromPath(r, p)
+		if err != nil {
+			return err
+		}
+		state = body.recordingState(d.RecordingState)
+	}
+	err = s.store.RecordHeartbeat(r.Context(), p.Tenant, id, store.Heartbeat{
 		BatteryPercent:    body.BatteryPercent,
 		StorageUsedMB:     body.StorageUsedMB,
 		StorageTotalMB:    body.StorageTotalMB,
 		SignalStrengthDBM: body.SignalStrengthDBM,
 		FirmwareVersion:   body.FirmwareVersion,
 		Name:              body.Name,
-		RecordingState:    body.recordingState(d.RecordingState),
+		RecordingState:    state,
 	})
+	if errors.Is(err, store.ErrNotFound) {
+		return errNotFound("Device "+id, "id")
+	}
 	if err != nil {
 		return errInternal(err)
 	}
@@ -443,6 +462,22 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, p *auth.Princ
 		"status": "ok", "commands": []any{}, "ota": nil, "config_version": 0,
 	})
 	return nil
+}
+
+// heartbeatDeviceID returns the device a heartbeat is for: a device token's
+// own device ("me" or its id), or the path's id for a key.
+func heartbeatDeviceID(r *http.Request, p *auth.Principal) (string, error) {
+	id := r.PathValue("id")
+	if p.Kind == auth.KindDevice {
+		if id != "me" && id != p.DeviceID {
+			return "", errNotFound("Device "+truncate(id, 80), "id")
+		}
+		return p.DeviceID, nil
+	}
+	if !ids.Valid(ids.Device, id) {
+		return "", errNotFound("Device "+truncate(id, 80), "id")
+	}
+	return id, nil
 }
 
 func (s *Server) refreshDeviceToken(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {

@@ -330,7 +330,7 @@ func (s *Server) storeStitched(r *http.Request, p *auth.Principal, rec *model.Re
 	if err := s.blob.Put(ctx, m.StorageKey, f, info.Size(), state.ContentType); err != nil {
 		return nil, errUnavailable("Could not store the stitched audio; retry later.", err)
 	}
-	checked, err := s.inspectObject(ctx, m, info.Size())
+	checked, err := s.inspectObject(ctx, m, blob.Info{Key: m.StorageKey, Size: info.Size()})
 	if err != nil {
 		return nil, err
 	}

@@ -346,7 +346,7 @@ func (s *Server) checkStoredMedia(r *http.Request, rec *model.Recording, declare
 			return nil, &apiError{Status: 400, Code: "size_mismatch", Param: "file_size_bytes",
 				Message: fmt.Sprintf("Media %s holds %d bytes but %d were declared.", m.ID, info.Size, *want)}
 		}
-		c, err := s.inspectObject(r.Context(), m, info.Size)
+		c, err := s.inspectObject(r.Context(), m, info)
 		if err != nil {
 			return nil, err
 		}
@@ -368,10 +368,23 @@ func hasUploaded(rec *model.Recording) bool {
 }
 
 // inspectObject hashes a stored object and, for audio, measures its
-// duration. Audio is copied to a temporary file for ffprobe; a file that
-// cannot be decoded gets a null duration (the transcription reports it).
-func (s *Server) inspectObject(ctx context.Context, m *model.Media, size int64) (checkedMedia, error) {
-	c := checkedMedia{media: m, size: size}
+// duration. A store that hashed the object while writing it and keeps it as
+// a local file (the disk store) is read in place; otherwise the object is
+// streamed once through the hash into a temporary file for ffprobe. A file
+// that cannot be decoded gets a null duration: the transcription reports it.
+func (s *Server) inspectObject(ctx context.Context, m *model.Media, info blob.Info) (checkedMedia, error) {
+	c := checkedMedia{media: m, size: info.Size, sha256: info.SHA256}
+	if lp, ok := s.blob.(blob.LocalPather); ok && c.sha256 != "" {
+		path, err := lp.LocalPath(ctx, m.StorageKey)
+		if err != nil {
+			return c, errUnavailable("Could not read media from storage; retry later.", err)
+		}
+		if m.Type == "audio" {
+			c.duration = probeDuration(ctx, path)
+		}
+		return c, nil
+	}
+
 	rc, err := s.blob.Open(ctx, m.StorageKey)
 	if err != nil {
 		return c, errUnavailable("Could not read media from storage; retry later.", err)
@@ -394,12 +407,20 @@ func (s *Server) inspectObject(ctx context.Context, m *model.Media, size int64) 
 	}
 	c.sha256 = hex.EncodeToString(h.Sum(nil))
 	if tmp != nil {
-		if info, err := audio.Probe(ctx, tmp.Name()); err == nil {
-			d := info.DurationMs
-			c.duration = &d
-		}
+		c.duration = probeDuration(ctx, tmp.Name())
 	}
 	return c, nil
+}
+
+// probeDuration returns the audio duration in milliseconds, or nil when
+// the file cannot be decoded.
+func probeDuration(ctx context.Context, path string) *int64 {
+	info, err := audio.Probe(ctx, path)
+	if err != nil {
+		return nil
+	}
+	d := info.DurationMs
+	return &d
 }
 
 func primaryChecked(checked []checkedMedia) *checkedMedia {

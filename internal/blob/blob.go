@@ -63,4 +63,13 @@ type Info struct {
 	Key     string
 	Size    int64
 	ModTime time.Time
+	// SHA256 is the hex digest of the bytes when the store computed it
+	// while writing; empty when it did not.
+	SHA256 string
+}
+
+// LocalPather is implemented by stores whose objects are files on this
+// machine, so that callers can read them in place.
+type LocalPather interface {
+	LocalPath(ctx context.Context, key string) (string, error)
 }

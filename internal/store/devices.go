@@ -358,14 +358,15 @@ type Heartbeat struct {
 	RecordingState    json.RawMessage
 }
 
-// RecordHeartbeat stores a heartbeat and returns the updated device.
-func (s *Store) RecordHeartbeat(ctx context.Context, t model.Tenant, id string, h Heartbeat) (*model.Device, error) {
+// RecordHeartbeat stores a heartbeat. It is ErrNotFound when the tenant
+// has no such device.
+func (s *Store) RecordHeartbeat(ctx context.Context, t model.Tenant, id string, h Heartbeat) error {
 	now := s.nowMs()
 	var state any
 	if h.RecordingState != nil {
 		state = string(h.RecordingState)
 	}
-	err := s.execOne(ctx, `UPDATE devices SET
+	return s.execOne(ctx, `UPDATE devices SET
 		battery_percent = COALESCE(?, battery_percent),
 		storage_used_mb = COALESCE(?, storage_used_mb),
 		storage_total_mb = COALESCE(?, storage_total_mb),
@@ -378,10 +379,6 @@ func (s *Store) RecordHeartbeat(ctx context.Context, t model.Tenant, id string, 
 		intPtr(h.BatteryPercent), intPtr(h.StorageUsedMB), intPtr(h.StorageTotalMB),
 		intPtr(h.SignalStrengthDBM), strPtr(h.FirmwareVersion), strPtr(h.Name), state, now, now,
 		id, t.ProjectID, t.Mode)
-	if err != nil {
-		return nil, err
-	}
-	return s.Device(ctx, t, id)
 }
 
 // DeviceStats counts the tenant's devices.

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -58,6 +59,7 @@ type Config struct {
 // Store is a blob.Store and blob.PrefixSigner on a local directory.
 type Store struct {
 	root      *os.Root
+	dir       string
 	publicURL string
 	secret    []byte
 	maxSize   int64
@@ -75,6 +77,7 @@ type Store struct {
 var (
 	_ blob.Store        = (*Store)(nil)
 	_ blob.PrefixSigner = (*Store)(nil)
+	_ blob.LocalPather  = (*Store)(nil)
 )
 
 // New opens (and creates if needed) the store in cfg.Dir.
@@ -113,8 +116,14 @@ func New(cfg Config) (*Store, error) {
 		}
 	}
 
+	abs, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		_ = root.Close()
+		return nil, fmt.Errorf("disk: resolve %s: %w", cfg.Dir, err)
+	}
 	return &Store{
 		root:      root,
+		dir:       abs,
 		publicURL: cfg.PublicURL,
 		secret:    slices.Clone(cfg.Secret),
 		maxSize:   cfg.MaxSize,
@@ -156,7 +165,8 @@ func (s *Store) Stat(_ context.Context, key string) (blob.Info, error) {
 	if !fi.Mode().IsRegular() {
 		return blob.Info{}, fmt.Errorf("disk: stat %q: %w", key, blob.ErrNotFound)
 	}
-	return blob.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime()}, nil
+	_, sum := s.meta(key)
+	return blob.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), SHA256: sum}, nil
 }
 
 // Open returns the object at key as an *os.File.
@@ -189,14 +199,31 @@ func (s *Store) openObject(key string) (*os.File, fs.FileInfo, error) {
 // contentType returns the content type stored with key, or
 // application/octet-stream when none is stored.
 func (s *Store) contentType(key string) string {
+	ct, _ := s.meta(key)
+	return ct
+}
+
+// meta returns the content type and hex SHA-256 stored with key. Objects
+// written before the digest was kept have an empty digest.
+func (s *Store) meta(key string) (contentType, sha256Hex string) {
 	b, err := s.root.ReadFile(path.Join(metaDir, key))
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
 			s.log.Warn("BlobMetaReadFailed", "key", key, "error", err)
 		}
-		return "application/octet-stream"
+		return "application/octet-stream", ""
 	}
-	return strings.TrimSpace(string(b))
+	first, rest, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSpace(first), strings.TrimSpace(rest)
+}
+
+// LocalPath returns the file that holds the object at key, so callers on
+// this machine can read it in place.
+func (s *Store) LocalPath(_ context.Context, key string) (string, error) {
+	if _, err := s.Stat(context.Background(), key); err != nil {
+		return "", err
+	}
+	return filepath.Join(s.dir, objectsDir, filepath.FromSlash(key)), nil
 }
 
 // mapNotFound turns "does not exist" and "is not a directory" (a file

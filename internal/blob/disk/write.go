@@ -3,6 +3,8 @@ package disk
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -60,7 +62,8 @@ func (s *Store) write(ctx context.Context, key string, r io.Reader, size int64,
 	// from a longer one. The writer is wrapped so that io.CopyBuffer uses the fixed
 	// buffer instead of (*os.File).ReadFrom.
 	src := io.LimitReader(contextReader{ctx: ctx, r: r}, size+1)
-	n, err := io.CopyBuffer(writerOnly{f}, src, *bufp)
+	digest := sha256.New()
+	n, err := io.CopyBuffer(writerOnly{io.MultiWriter(f, digest)}, src, *bufp)
 	if err != nil {
 		return fmt.Errorf("write temp file after %d bytes: %w", n, err)
 	}
@@ -79,16 +82,17 @@ func (s *Store) write(ctx context.Context, key string, r io.Reader, size int64,
 		return fmt.Errorf("close temp file: %w", closeErr)
 	}
 
-	if err := s.commit(key, tmpName, contentType); err != nil {
+	if err := s.commit(key, tmpName, contentType, hex.EncodeToString(digest.Sum(nil))); err != nil {
 		return err
 	}
 	committed = true
 	return nil
 }
 
-// commit writes the content type to meta/<key>, renames the temp file to
-// objects/<key> and fsyncs both directories so the rename survives a crash.
-func (s *Store) commit(key, tmpName, contentType string) error {
+// commit writes the content type and SHA-256 to meta/<key>, renames the
+// temp file to objects/<key> and fsyncs both directories so the rename
+// survives a crash.
+func (s *Store) commit(key, tmpName, contentType, sha256Hex string) error {
 	lock := s.commitLock(key)
 	lock.Lock()
 	defer lock.Unlock()
@@ -100,7 +104,7 @@ func (s *Store) commit(key, tmpName, contentType string) error {
 			return fmt.Errorf("create directory %s: %w", dir, err)
 		}
 	}
-	if err := s.writeMeta(metaName, contentType); err != nil {
+	if err := s.writeMeta(metaName, contentType+"\n"+sha256Hex); err != nil {
 		return err
 	}
 	if err := s.root.Rename(tmpName, objectName); err != nil {
@@ -114,15 +118,16 @@ func (s *Store) commit(key, tmpName, contentType string) error {
 	return nil
 }
 
-// writeMeta replaces metaName with contentType through its own temp file,
-// so a reader never sees a half-written content type.
-func (s *Store) writeMeta(metaName, contentType string) error {
+// writeMeta replaces metaName with meta (the content type, a newline and
+// the hex SHA-256) through its own temp file, so a reader never sees a
+// half-written file.
+func (s *Store) writeMeta(metaName, meta string) error {
 	tmpName := path.Join(tmpDir, "meta-"+rand.Text())
 	f, err := s.root.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return fmt.Errorf("create content type file: %w", err)
 	}
-	_, err = io.WriteString(f, contentType+"\n")
+	_, err = io.WriteString(f, meta+"\n")
 	if err == nil {
 		err = f.Sync()
 	}
