@@ -102,11 +102,18 @@ func (d *Dispatcher) handle(ctx context.Context, e *store.Event) error {
 	return nil
 }
 
-// requeue inserts jobs again for transcriptions that stayed pending, so a
-// crash between creating one and queueing it loses nothing. The queue
-// drops inserts of a transcription that already has a job.
+// staleProcessing is how long a transcription may stay processing without
+// an update before its job is assumed lost; it exceeds the job timeout and
+// the rescue delay of a stopped node.
+const staleProcessing = 2 * time.Hour
+
+// requeue inserts jobs again for transcriptions that stayed pending or
+// processing too long, so a job lost in a crash or discarded by the queue
+// does not leave its transcription behind. The queue drops inserts of a
+// transcription that already has an active job.
 func (d *Dispatcher) requeue(ctx context.Context) error {
-	ids, err := d.Store.PendingTranscriptions(ctx, d.Store.Now().Add(-30*time.Second), 500)
+	now := d.Store.Now()
+	ids, err := d.Store.PendingTranscriptions(ctx, now.Add(-30*time.Second), now.Add(-staleProcessing), 500)
 	if err != nil {
 		return err
 	}

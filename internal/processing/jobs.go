@@ -45,10 +45,10 @@ type TranscribeWorker struct {
 func (w *TranscribeWorker) Timeout(*river.Job[TranscribeArgs]) time.Duration { return w.Limit }
 
 // Work runs one attempt; the last attempt records a failure for good.
-// NOTE: a job that River discards without running Work to the end (a
-// panic on the last attempt, or a rescue of a dead node's job that had no
-// attempt left) leaves its transcription processing, and Request keeps
-// returning that transcription for the recording.
+// A job that River discards without running Work to the end (a panic on
+// the last attempt, or a rescue of a dead node's job that had no attempt
+// left) leaves its transcription processing until the dispatcher queues it
+// again, two hours after its last update.
 func (w *TranscribeWorker) Work(ctx context.Context, job *river.Job[TranscribeArgs]) error {
 	return w.Pipeline.Run(ctx, job.Args.TranscriptionID, job.Attempt >= job.MaxAttempts)
 }

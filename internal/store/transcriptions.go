@@ -132,11 +132,14 @@ func (s *Store) Transcriptions(ctx context.Context, t model.Tenant, recordingID 
 	return out, more, nil
 }
 
-// PendingTranscriptions returns ids of transcriptions still pending that
-// were created before the cutoff, for re-queueing after a crash.
-func (s *Store) PendingTranscriptions(ctx context.Context, before time.Time, limit int) ([]string, error) {
-	rows, err := s.query(ctx, `SELECT id FROM transcriptions WHERE status = ? AND created_at < ?
-		ORDER BY created_at LIMIT ?`, model.TranscriptionPending, ms(before), limit)
+// PendingTranscriptions returns ids of transcriptions that may have lost
+// their job: pending ones created before pendingBefore, and processing ones
+// not updated since staleBefore (their job was discarded after a crash).
+func (s *Store) PendingTranscriptions(ctx context.Context, pendingBefore, staleBefore time.Time, limit int) ([]string, error) {
+	rows, err := s.query(ctx, `SELECT id FROM transcriptions
+		WHERE (status = ? AND created_at < ?) OR (status = ? AND updated_at < ?)
+		ORDER BY created_at LIMIT ?`, model.TranscriptionPending, ms(pendingBefore),
+		model.TranscriptionProcessing, ms(staleBefore), limit)
 	if err != nil {
 		return nil, err
 	}
