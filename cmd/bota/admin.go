@@ -118,7 +118,9 @@ func keyCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 
 	switch args[0] {
 	case "create":
-		return keyCreate(ctx, db.store, *project, *mode, *scopes, *name, *asJSON, stdout, stderr)
+		scopesSet := false
+		fs.Visit(func(f *flag.Flag) { scopesSet = scopesSet || f.Name == "scopes" })
+		return keyCreate(ctx, db.store, *project, *mode, *scopes, scopesSet, *name, *asJSON, stdout, stderr)
 	case "list":
 		return keyList(ctx, db.store, *project, *asJSON, stdout, stderr)
 	case "revoke":
@@ -140,9 +142,13 @@ func keyCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	return errUsage
 }
 
-func keyCreate(ctx context.Context, st *store.Store, project, mode, scopeList, name string, asJSON bool, stdout, stderr io.Writer) error {
-	if !ids.Valid(ids.Project, project) || (mode != model.ModeTest && mode != model.ModeLive) {
-		fmt.Fprintln(stderr, "bota key create: --project proj_... and --mode test|live are required")
+func keyCreate(ctx context.Context, st *store.Store, project, mode, scopeList string, scopesSet bool, name string, asJSON bool, stdout, stderr io.Writer) error {
+	if !ids.Valid(ids.Project, project) {
+		fmt.Fprintf(stderr, "bota key create: --project must be a project id (proj_...), got %q\n", project)
+		return errUsage
+	}
+	if mode != model.ModeTest && mode != model.ModeLive {
+		fmt.Fprintf(stderr, "bota key create: --mode must be test or live, got %q\n", mode)
 		return errUsage
 	}
 	var scopes []string
@@ -150,6 +156,10 @@ func keyCreate(ctx context.Context, st *store.Store, project, mode, scopeList, n
 		if s = strings.TrimSpace(s); s != "" {
 			scopes = append(scopes, s)
 		}
+	}
+	if scopesSet && len(scopes) == 0 {
+		fmt.Fprintln(stderr, "bota key create: --scopes must name at least one scope; omit it for a secret key")
+		return errUsage
 	}
 	if err := api.ValidateScopes(scopes); err != nil {
 		return err
@@ -177,6 +187,11 @@ func keyList(ctx context.Context, st *store.Store, project string, asJSON bool, 
 	if project == "" {
 		fmt.Fprintln(stderr, "bota key list: --project is required")
 		return errUsage
+	}
+	if _, err := st.Project(ctx, project); errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("no project with id %s", project)
+	} else if err != nil {
+		return err
 	}
 	keys, err := st.APIKeys(ctx, project)
 	if err != nil {

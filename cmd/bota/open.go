@@ -83,3 +83,33 @@ func newLogger(cfg *config.Config) (*slog.Logger, error) {
 	}
 	return nil, fmt.Errorf("--log-format must be text or json, got %q", cfg.LogFormat)
 }
+
+// quietHandler passes on records at or above min only. River logs routine
+// state (job counts every few seconds, migrations) at Info, which would
+// drown the server's own log lines.
+type quietHandler struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h quietHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return quietHandler{h.Handler.WithAttrs(attrs), h.min}
+}
+
+func (h quietHandler) WithGroup(name string) slog.Handler {
+	return quietHandler{h.Handler.WithGroup(name), h.min}
+}
+
+// jobsLogger is the logger River gets: warnings and errors only, unless
+// the server logs at debug level.
+func jobsLogger(cfg *config.Config, log *slog.Logger) *slog.Logger {
+	l := log.With("component", "jobs")
+	if cfg.LogLevel == "debug" {
+		return l
+	}
+	return slog.New(quietHandler{l.Handler(), slog.LevelWarn})
+}

@@ -84,7 +84,7 @@ func newPipeline(ctx context.Context, cfg *config.Config, db *database, blobs bl
 		ID:                   nodeID,
 		Workers:              workers,
 		Queues:               map[string]int{processing.SpeechQueue: cfg.JobWorkers, webhook.QueueName: cfg.WebhookWorkers},
-		Logger:               log.With("component", "jobs"),
+		Logger:               jobsLogger(cfg, log),
 		JobTimeout:           time.Minute,
 		RescueStuckJobsAfter: cfg.JobRescueAfter,
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -40,6 +41,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key must be given together")
+	}
+	if cfg.TLSCert != "" {
+		// Load the pair now, so a bad file stops the server before it
+		// opens anything.
+		if _, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return fmt.Errorf("load --tls-cert and --tls-key: %w", err)
+		}
+	}
+	if cfg.JobRescueAfter <= transcriptionTimeout {
+		return fmt.Errorf("--job-rescue-after must be longer than the %s job timeout, got %s",
+			transcriptionTimeout, cfg.JobRescueAfter)
 	}
 	log, err := newLogger(cfg)
 	if err != nil {

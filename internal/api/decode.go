@@ -71,7 +71,11 @@ func decodeBytes(body []byte, v any) error {
 		if param == "" {
 			return errInvalid("", "Request body must be a JSON object.")
 		}
-		return errInvalid(param, "%s must be %s, not %s.", param, jsonTypeName(typeErr.Type.Kind().String()), typeErr.Value)
+		want := jsonTypeName(typeErr.Type.Kind().String())
+		if strings.HasPrefix(typeErr.Value, "number") && want == "a number" {
+			return errInvalid(param, "%s is out of range for this field (%s).", param, strings.TrimPrefix(typeErr.Value, "number "))
+		}
+		return errInvalid(param, "%s must be %s, not %s.", param, want, typeErr.Value)
 	default:
 		return errInvalid("", "Request body is not valid JSON: %v.", err)
 	}

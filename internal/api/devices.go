@@ -52,8 +52,18 @@ func (b *deviceBody) validate() error {
 			return err
 		}
 	}
+	if b.Settings.Set {
+		raw, _ := json.Marshal(b.Settings.Value)
+		if len(raw) > maxSettingsBytes {
+			return errInvalid("settings", "settings is %d bytes of JSON; at most %d are allowed.", len(raw), maxSettingsBytes)
+		}
+	}
 	return validateMetadata("metadata", b.Metadata.Value)
 }
+
+// maxSettingsBytes bounds a device's stored settings, which every device
+// response carries.
+const maxSettingsBytes = 16 << 10
 
 func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	var body deviceBody
@@ -120,11 +130,11 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, p *auth.Pri
 		data = append(data, deviceJSON(d))
 	}
 	if len(devices) == 0 {
-		s.writeList(w, data, false, timeZero, "")
+		s.writeList(w, r, data, false, timeZero, "")
 		return nil
 	}
 	last := devices[len(devices)-1]
-	s.writeList(w, data, more, last.CreatedAt, last.ID)
+	s.writeList(w, r, data, more, last.CreatedAt, last.ID)
 	return nil
 }
 

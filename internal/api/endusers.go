@@ -96,11 +96,11 @@ func (s *Server) listEndUsers(w http.ResponseWriter, r *http.Request, p *auth.Pr
 		data = append(data, endUserJSON(u))
 	}
 	if len(users) == 0 {
-		s.writeList(w, data, false, timeZero, "")
+		s.writeList(w, r, data, false, timeZero, "")
 		return nil
 	}
 	last := users[len(users)-1]
-	s.writeList(w, data, more, last.CreatedAt, last.ID)
+	s.writeList(w, r, data, more, last.CreatedAt, last.ID)
 	return nil
 }
 

@@ -59,7 +59,7 @@ func errUnsupportedMedia(msg string) *apiError {
 
 func errRateLimited(retryAfter int) *apiError {
 	return &apiError{Status: 429, Code: "rate_limit_exceeded", RetryAfter: retryAfter,
-		Message: "Too many requests; retry after " + strconv.Itoa(retryAfter) + " seconds."}
+		Message: "Too many requests; retry after " + strconv.Itoa(retryAfter) + " s."}
 }
 
 func errInternal(err error) *apiError {

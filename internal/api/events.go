@@ -35,11 +35,11 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, p *auth.Prin
 		data = append(data, webhook.NewEnvelope(e))
 	}
 	if len(events) == 0 {
-		s.writeList(w, data, false, timeZero, "")
+		s.writeList(w, r, data, false, timeZero, "")
 		return nil
 	}
 	last := events[len(events)-1]
-	s.writeList(w, data, more, last.CreatedAt, last.ID)
+	s.writeList(w, r, data, more, last.CreatedAt, last.ID)
 	return nil
 }
 

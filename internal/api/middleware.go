@@ -46,7 +46,7 @@ func (s *Server) withRequestID(next http.Handler) http.Handler {
 		start := time.Now()
 		reqID := ids.New(ids.Request)
 		w.Header().Set("Request-Id", reqID)
-		log := s.log.With("request_id", reqID, "method", r.Method, "path", r.URL.Path)
+		log := s.log.With("request_id", reqID, "method", r.Method, "path", truncate(r.URL.Path, 200))
 		ctx := context.WithValue(r.Context(), keyLogger, log)
 		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w}

@@ -18,20 +18,31 @@ type cursorBody struct {
 	I string `json:"i"`
 }
 
+// cursorScope ties a cursor to the list and the credential's project and
+// mode it came from, so a cursor pasted into another list is rejected
+// instead of returning wrong pages.
+func cursorScope(r *http.Request) string {
+	scope := "cursor:" + r.URL.Path
+	if p := principalFrom(r.Context()); p != nil {
+		scope += ":" + p.ProjectID + ":" + p.Mode
+	}
+	return scope + ":"
+}
+
 // encodeCursor returns base64url(JSON) + "." + base64url(HMAC), so the
 // server can tell its own cursors from made-up ones.
-func (s *Server) encodeCursor(createdAt time.Time, id string) string {
+func (s *Server) encodeCursor(r *http.Request, createdAt time.Time, id string) string {
 	raw, _ := json.Marshal(cursorBody{T: createdAt.UnixMilli(), I: id})
 	mac := hmac.New(sha256.New, s.cfg.Secret)
-	mac.Write([]byte("cursor:"))
+	mac.Write([]byte(cursorScope(r)))
 	mac.Write(raw)
 	sig := mac.Sum(nil)[:16]
 	enc := base64.RawURLEncoding
 	return enc.EncodeToString(raw) + "." + enc.EncodeToString(sig)
 }
 
-func (s *Server) decodeCursor(c string) (*store.Position, error) {
-	bad := errInvalid("cursor", "cursor is not one this server issued; pass next_cursor from a list response.")
+func (s *Server) decodeCursor(r *http.Request, c string) (*store.Position, error) {
+	bad := errInvalid("cursor", "cursor was not issued for this list; pass next_cursor from the previous page of the same list.")
 	if len(c) > 512 {
 		return nil, bad
 	}
@@ -49,7 +60,7 @@ func (s *Server) decodeCursor(c string) (*store.Position, error) {
 		return nil, bad
 	}
 	mac := hmac.New(sha256.New, s.cfg.Secret)
-	mac.Write([]byte("cursor:"))
+	mac.Write([]byte(cursorScope(r)))
 	mac.Write(raw)
 	if !hmac.Equal(sig, mac.Sum(nil)[:16]) {
 		return nil, bad
@@ -84,7 +95,7 @@ func (s *Server) pageParams(r *http.Request) (store.Page, error) {
 		p.Offset = n
 	}
 	if cursor != "" {
-		pos, err := s.decodeCursor(cursor)
+		pos, err := s.decodeCursor(r, cursor)
 		if err != nil {
 			return p, err
 		}
@@ -94,10 +105,10 @@ func (s *Server) pageParams(r *http.Request) (store.Page, error) {
 }
 
 // writeList sends a page; next is the position of the last row.
-func (s *Server) writeList(w http.ResponseWriter, data any, more bool, lastCreated time.Time, lastID string) {
+func (s *Server) writeList(w http.ResponseWriter, r *http.Request, data any, more bool, lastCreated time.Time, lastID string) {
 	l := list{Data: data, HasMore: more}
 	if more {
-		c := s.encodeCursor(lastCreated, lastID)
+		c := s.encodeCursor(r, lastCreated, lastID)
 		l.NextCursor = &c
 	}
 	writeJSON(w, http.StatusOK, l)

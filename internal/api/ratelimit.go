@@ -68,7 +68,9 @@ func (l *limiter) allow(w http.ResponseWriter, p *auth.Principal, extra string) 
 	h := w.Header()
 	h.Set("X-RateLimit-Limit", strconv.Itoa(int(rate)))
 	h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
-	h.Set("X-RateLimit-Reset", strconv.FormatInt(reset.Unix(), 10))
+	// Reset rounds up, so it is never earlier than the moment a token is
+	// back.
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(int64(math.Ceil(float64(reset.UnixMilli())/1000)), 10))
 	if !ok {
 		return errRateLimited(int(math.Ceil(time.Until(reset).Seconds())))
 	}

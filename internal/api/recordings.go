@@ -229,11 +229,11 @@ func (s *Server) listRecordings(w http.ResponseWriter, r *http.Request, p *auth.
 		data = append(data, recordingJSON(rec))
 	}
 	if len(recs) == 0 {
-		s.writeList(w, data, false, timeZero, "")
+		s.writeList(w, r, data, false, timeZero, "")
 		return nil
 	}
 	last := recs[len(recs)-1]
-	s.writeList(w, data, more, last.CreatedAt, last.ID)
+	s.writeList(w, r, data, more, last.CreatedAt, last.ID)
 	return nil
 }
 

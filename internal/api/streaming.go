@@ -71,7 +71,7 @@ func (s *Server) chunkTemplate(r *http.Request, rec *model.Recording, ct string)
 	expires := s.store.Now().Add(chunkURLLifetime)
 	if ps, ok := s.blob.(blob.PrefixSigner); ok {
 		signed, err := ps.PresignPutPrefix(r.Context(), chunkPrefix(rec), chunkPlaceholder, "."+extensions[ct], ct,
-			maxChunkBytes, expires)
+			min(maxChunkBytes, s.cfg.MaxFileSize), expires)
 		if err != nil {
 			return signed, errInternal(err)
 		}
@@ -206,9 +206,12 @@ func (s *Server) chunkKeys(ctx context.Context, rec *model.Recording, ct string)
 	suffix := "." + extensions[ct]
 	out := map[int]blob.Info{}
 	for _, info := range infos {
-		name := strings.TrimPrefix(info.Key, chunkPrefix(rec))
-		n, err := strconv.Atoi(strings.TrimSuffix(name, suffix))
-		if err == nil && n >= 1 {
+		name := strings.TrimSuffix(strings.TrimPrefix(info.Key, chunkPrefix(rec)), suffix)
+		// Only canonical chunk numbers count: "7" is chunk 7, "007" or
+		// "abc" are stray objects, left out of the count and deleted with
+		// the recording.
+		n, err := strconv.Atoi(name)
+		if err == nil && n >= 1 && n <= maxChunks && strconv.Itoa(n) == name {
 			out[n] = info
 		}
 	}

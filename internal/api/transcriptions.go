@@ -167,10 +167,10 @@ func (s *Server) listTranscriptions(w http.ResponseWriter, r *http.Request, p *a
 		data = append(data, TranscriptionJSON(tr))
 	}
 	if len(items) == 0 {
-		s.writeList(w, data, false, timeZero, "")
+		s.writeList(w, r, data, false, timeZero, "")
 		return nil
 	}
 	last := items[len(items)-1]
-	s.writeList(w, data, more, last.CreatedAt, last.ID)
+	s.writeList(w, r, data, more, last.CreatedAt, last.ID)
 	return nil
 }

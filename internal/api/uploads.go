@@ -79,6 +79,9 @@ func (b *uploadURLBody) mediaType() (string, string, error) {
 		typ, _, _ = strings.Cut(ct, "/")
 	}
 	allowed, ok := contentTypes[typ]
+	if !ok && b.Type.ptr() == nil {
+		return "", "", errInvalid("content_type", "content_type %s is not accepted; use an audio, image or video type such as audio/opus.", ct)
+	}
 	if !ok {
 		return "", "", errInvalid("type", "type must be audio, image or video.")
 	}
@@ -290,9 +293,25 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, p *auth.
 	if err != nil {
 		return errInternal(err)
 	}
+	s.sealMedia(r, checked)
 	s.afterUpload(r, p, rec.ID)
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// sealMedia makes the store reject further PUTs to verified media, so an
+// upload URL that is still valid cannot replace bytes whose digest the
+// recording now shows. A failure is logged; the media stay uploaded.
+func (s *Server) sealMedia(r *http.Request, checked []checkedMedia) {
+	sealer, ok := s.blob.(blob.Sealer)
+	if !ok {
+		return
+	}
+	for _, c := range checked {
+		if err := sealer.Seal(r.Context(), c.media.StorageKey); err != nil {
+			loggerFrom(r.Context()).Error("MediaSealFailed", "media_id", c.media.ID, "err", err)
+		}
+	}
 }
 
 // replayComplete answers a repeated upload-complete with the body of the

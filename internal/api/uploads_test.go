@@ -549,7 +549,7 @@ func TestUploadURLShapes(t *testing.T) {
 				code   string
 				param  string
 			}{
-				{map[string]any{"content_type": "application/pdf"}, 400, "invalid_request", "type"},
+				{map[string]any{"content_type": "application/pdf"}, 400, "invalid_request", "content_type"},
 				{map[string]any{"type": "audio", "content_type": "video/mp4"}, 400, "invalid_request", "content_type"},
 				{map[string]any{"type": "image", "content_type": "image/gif"}, 400, "invalid_request", "content_type"},
 				{map[string]any{"content_type": "not a type"}, 400, "invalid_request", "content_type"},

@@ -174,11 +174,11 @@ func (s *Server) listWebhookEndpoints(w http.ResponseWriter, r *http.Request, p 
 		data = append(data, s.webhookEndpointJSON(e))
 	}
 	if len(endpoints) == 0 {
-		s.writeList(w, data, false, timeZero, "")
+		s.writeList(w, r, data, false, timeZero, "")
 		return nil
 	}
 	last := endpoints[len(endpoints)-1]
-	s.writeList(w, data, more, last.CreatedAt, last.ID)
+	s.writeList(w, r, data, more, last.CreatedAt, last.ID)
 	return nil
 }
 
@@ -380,11 +380,11 @@ func (s *Server) listWebhookDeliveries(w http.ResponseWriter, r *http.Request, p
 		data = append(data, webhookDeliveryJSON(d))
 	}
 	if len(deliveries) == 0 {
-		s.writeList(w, data, false, timeZero, "")
+		s.writeList(w, r, data, false, timeZero, "")
 		return nil
 	}
 	last := deliveries[len(deliveries)-1]
-	s.writeList(w, data, more, last.CreatedAt, last.ID)
+	s.writeList(w, r, data, more, last.CreatedAt, last.ID)
 	return nil
 }
 

@@ -73,3 +73,10 @@ type Info struct {
 type LocalPather interface {
 	LocalPath(ctx context.Context, key string) (string, error)
 }
+
+// Sealer is implemented by stores that can reject further signed PUTs to a
+// key before the URL expires. Stores without it (S3) accept PUTs until the
+// presigned URL expires.
+type Sealer interface {
+	Seal(ctx context.Context, key string) error
+}

@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -90,6 +91,17 @@ func integer(f func(c *Config) *int) func(*Config, string) error {
 	}
 }
 
+func positive(f func(c *Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fmt.Errorf("must be a positive integer, got %q", v)
+		}
+		*f(c) = n
+		return nil
+	}
+}
+
 func duration(f func(c *Config) *time.Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
@@ -153,7 +165,7 @@ var Options = []Option{
 	{Flag: "rate-limit", Env: "BOTA_RATE_LIMIT", Default: "100", Commands: serveOnly,
 		Usage: "requests per second per project and mode; 0 turns every limit off", set: num(func(c *Config) *float64 { return &c.RateLimit })},
 	{Flag: "device-rate-limit", Env: "BOTA_DEVICE_RATE_LIMIT", Default: "10", Commands: serveOnly,
-		Usage: "requests per second per device token and per upload token", set: num(func(c *Config) *float64 { return &c.DeviceRate })},
+		Usage: "requests per second per device token, and per recording for upload tokens", set: num(func(c *Config) *float64 { return &c.DeviceRate })},
 	{Flag: "transcription-rate-limit", Env: "BOTA_TRANSCRIPTION_RATE_LIMIT", Default: "10", Commands: serveOnly,
 		Usage: "transcription creates per minute per project and mode", set: num(func(c *Config) *float64 { return &c.TranscribeMin })},
 	{Flag: "device-token-ttl", Env: "BOTA_DEVICE_TOKEN_TTL", Default: "0s", Commands: serveOnly,
@@ -161,9 +173,9 @@ var Options = []Option{
 	{Flag: "max-file-size", Env: "BOTA_MAX_FILE_SIZE", Default: "2GiB", Commands: serveOnly,
 		Usage: "largest media file accepted (bytes, or with KiB, MiB, GiB)", set: size(func(c *Config) *int64 { return &c.MaxFileSize })},
 	{Flag: "max-media", Env: "BOTA_MAX_MEDIA", Default: "50", Commands: serveOnly,
-		Usage: "most media files per recording", set: integer(func(c *Config) *int { return &c.MaxMedia })},
+		Usage: "maximum number of media files per recording", set: positive(func(c *Config) *int { return &c.MaxMedia })},
 	{Flag: "speech-workers", Env: "BOTA_SPEECH_WORKERS", Default: "2", Commands: serveOnly,
-		Usage: "most recogniser processes the local engine runs at once", set: integer(func(c *Config) *int { return &c.SpeechWorkers })},
+		Usage: "maximum number of recogniser processes the local engine runs at once", set: positive(func(c *Config) *int { return &c.SpeechWorkers })},
 	{Flag: "whisper-url", Env: "BOTA_WHISPER_URL", Default: "", Commands: serveOnly,
 		Usage: "base URL of an OpenAI-compatible transcription API; empty disables whisper", set: str(func(c *Config) *string { return &c.WhisperURL })},
 	{Flag: "whisper-api-key", Env: "BOTA_WHISPER_API_KEY", Default: "", Secret: true, Commands: serveOnly,
@@ -179,11 +191,11 @@ var Options = []Option{
 	{Flag: "assemblyai-api-key", Env: "BOTA_ASSEMBLYAI_API_KEY", Default: "", Secret: true, Commands: serveOnly,
 		Usage: "AssemblyAI API key; empty disables assemblyai", set: str(func(c *Config) *string { return &c.AssemblyAIKey })},
 	{Flag: "job-workers", Env: "BOTA_JOB_WORKERS", Default: "4", Commands: serveOnly,
-		Usage: "transcription jobs run at once by this node", set: integer(func(c *Config) *int { return &c.JobWorkers })},
+		Usage: "transcription jobs run at once by this node", set: positive(func(c *Config) *int { return &c.JobWorkers })},
 	{Flag: "job-rescue-after", Env: "BOTA_JOB_RESCUE_AFTER", Default: "45m", Commands: serveOnly,
 		Usage: "a job running this long on a node that stopped is run again; must exceed the 30m job timeout", set: duration(func(c *Config) *time.Duration { return &c.JobRescueAfter })},
 	{Flag: "webhook-workers", Env: "BOTA_WEBHOOK_WORKERS", Default: "20", Commands: serveOnly,
-		Usage: "webhook deliveries sent at once by this node", set: integer(func(c *Config) *int { return &c.WebhookWorkers })},
+		Usage: "webhook deliveries sent at once by this node", set: positive(func(c *Config) *int { return &c.WebhookWorkers })},
 	{Flag: "webhook-allow-private", Env: "BOTA_WEBHOOK_ALLOW_PRIVATE", Default: "false", Commands: serveOnly,
 		Usage: "allow webhook URLs on loopback, private and link-local addresses", set: boolean(func(c *Config) *bool { return &c.WebhookPrivate })},
 	{Flag: "shutdown-timeout", Env: "BOTA_SHUTDOWN_TIMEOUT", Default: "30s", Commands: serveOnly,
@@ -210,7 +222,14 @@ func Bind(fs *flag.FlagSet, command string, getenv func(string) string) func() (
 		if !o.for_(command) {
 			continue
 		}
-		values[o.Flag] = fs.String(o.Flag, "", fmt.Sprintf("%s (env %s, default %q)", o.Usage, o.Env, o.Default))
+		usage := fmt.Sprintf("%s (env %s, default %q)", o.Usage, o.Env, o.Default)
+		if o.Default == "true" || o.Default == "false" {
+			v := &boolValue{}
+			fs.Var(v, o.Flag, usage)
+			values[o.Flag] = &v.value
+			continue
+		}
+		values[o.Flag] = fs.String(o.Flag, "", usage)
 	}
 	return func() (*Config, error) {
 		explicit := map[string]bool{}
@@ -219,7 +238,12 @@ func Bind(fs *flag.FlagSet, command string, getenv func(string) string) func() (
 		var errs []error
 		for _, o := range Options {
 			v := o.Default
-			if env, ok := lookup(getenv, o); ok {
+			env, ok, err := lookup(getenv, o)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if ok {
 				v = env
 			}
 			if p := values[o.Flag]; p != nil && explicit[o.Flag] {
@@ -233,22 +257,40 @@ func Bind(fs *flag.FlagSet, command string, getenv func(string) string) func() (
 	}
 }
 
-func lookup(getenv func(string) string, o Option) (string, bool) {
+// lookup reads an option's environment variable, or for secrets the file
+// its _FILE variable names. A _FILE that cannot be read is an error, so a
+// failed secret mount stops the server instead of running without it.
+func lookup(getenv func(string) string, o Option) (string, bool, error) {
 	if v := getenv(o.Env); v != "" {
-		return v, true
+		return v, true, nil
 	}
 	if !o.Secret {
-		return "", false
+		return "", false, nil
 	}
 	path := getenv(o.Env + "_FILE")
 	if path == "" {
-		return "", false
+		return "", false, nil
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", false
+		return "", false, fmt.Errorf("%s_FILE: read %s: %w", o.Env, path, err)
 	}
-	return strings.TrimSpace(string(b)), true
+	return strings.TrimSpace(string(b)), true, nil
+}
+
+// boolValue lets a boolean option be given as a bare flag
+// (--webhook-allow-private) as well as with a value (=true).
+type boolValue struct{ value string }
+
+func (b *boolValue) String() string   { return b.value }
+func (b *boolValue) IsBoolFlag() bool { return true }
+
+func (b *boolValue) Set(v string) error {
+	if _, err := strconv.ParseBool(v); err != nil {
+		return fmt.Errorf("must be true or false, got %q", v)
+	}
+	b.value = v
+	return nil
 }
 
 // ParseSize reads a byte count such as 2048, 64MiB or 2GiB.
@@ -268,6 +310,9 @@ func ParseSize(v string) (int64, error) {
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n <= 0 {
 		return 0, fmt.Errorf("must be a positive size such as 2GiB, got %q", v)
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size %q is too large", v)
 	}
 	return n * mult, nil
 }

@@ -59,7 +59,7 @@ func (s *botaServer) start() {
 	s.t.Helper()
 	s.stdout = &lockedBuffer{}
 	s.cmd = exec.Command(s.bin, "serve", "--addr", s.addr, "--data-dir", s.dataDir,
-		"--webhook-allow-private", "true", "--rate-limit", "0", "--log-level", "warn")
+		"--webhook-allow-private", "--rate-limit", "0", "--log-level", "warn")
 	s.cmd.Stdout = s.stdout
 	s.cmd.Stderr = s.logs
 	if err := s.cmd.Start(); err != nil {

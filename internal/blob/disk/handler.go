@@ -185,6 +185,12 @@ func (s *Store) servePut(w http.ResponseWriter, r *http.Request, log *slog.Logge
 		return
 	}
 
+	if s.sealed(key) {
+		s.reject(w, log, &httpError{http.StatusConflict, "conflict",
+			"the object is final: its upload was completed or it was deleted; request a new upload URL"})
+		return
+	}
+
 	err := s.write(r.Context(), key, r.Body, size, sig.contentType)
 	if err != nil && (errors.Is(err, errBodyTooShort) || errors.Is(err, errBodyTooLong) ||
 		r.Context().Err() != nil) {

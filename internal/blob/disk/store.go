@@ -78,6 +78,7 @@ var (
 	_ blob.Store        = (*Store)(nil)
 	_ blob.PrefixSigner = (*Store)(nil)
 	_ blob.LocalPather  = (*Store)(nil)
+	_ blob.Sealer       = (*Store)(nil)
 )
 
 // New opens (and creates if needed) the store in cfg.Dir.
@@ -255,7 +256,8 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64,
 	return nil
 }
 
-// Delete removes the object at key and its content type. A missing object
+// Delete removes the object at key and its content type, and seals the key
+// so an upload URL still valid cannot store it again. A missing object
 // is not an error.
 func (s *Store) Delete(_ context.Context, key string) error {
 	if err := validateKey(key); err != nil {
@@ -277,7 +279,7 @@ func (s *Store) Delete(_ context.Context, key string) error {
 		!errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("disk: delete %q: %w", key, err)
 	}
-	return nil
+	return s.Seal(context.Background(), key)
 }
 
 // List returns the objects whose keys start with prefix, sorted by key
@@ -363,8 +365,12 @@ func (s *Store) SweepTemp(olderThan time.Duration) (int, error) {
 		}
 		removed++
 	}
-	if removed > 0 {
-		s.log.Info("BlobTempSwept", "removed", removed, "older_than", olderThan)
+	seals, err := s.sweepSeals()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if removed > 0 || seals > 0 {
+		s.log.Info("BlobTempSwept", "removed", removed, "seals_removed", seals, "older_than", olderThan)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return removed, fmt.Errorf("disk: sweep temp: %w", err)
