@@ -75,6 +75,8 @@ func newPipeline(ctx context.Context, cfg *config.Config, db *database, blobs bl
 		Box:    box,
 		Client: webhook.NewClient(webhook.GuardConfig{AllowPrivate: cfg.WebhookPrivate}),
 		Log:    log.With("component", "webhooks"),
+
+		EndpointConcurrency: cfg.WebhookEndpointConcurrency,
 	}
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &processing.TranscribeWorker{Pipeline: p, Limit: transcriptionTimeout})

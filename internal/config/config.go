@@ -37,19 +37,21 @@ type Config struct {
 	MaxFileSize   int64
 	MaxMedia      int
 
-	SpeechWorkers   int
-	WhisperURL      string
-	WhisperKey      string
-	WhisperModel    string
-	DeepgramURL     string
-	DeepgramKey     string
-	AssemblyAIURL   string
-	AssemblyAIKey   string
-	JobWorkers      int
-	JobRescueAfter  time.Duration
-	WebhookPrivate  bool
-	WebhookWorkers  int
-	ShutdownTimeout time.Duration
+	SpeechWorkers  int
+	WhisperURL     string
+	WhisperKey     string
+	WhisperModel   string
+	DeepgramURL    string
+	DeepgramKey    string
+	AssemblyAIURL  string
+	AssemblyAIKey  string
+	JobWorkers     int
+	JobRescueAfter time.Duration
+
+	WebhookEndpointConcurrency int
+	WebhookPrivate             bool
+	WebhookWorkers             int
+	ShutdownTimeout            time.Duration
 }
 
 // Option is one row of the settings table.
@@ -196,6 +198,8 @@ var Options = []Option{
 		Usage: "a job running this long on a node that stopped is run again; must exceed the 30m job timeout", set: duration(func(c *Config) *time.Duration { return &c.JobRescueAfter })},
 	{Flag: "webhook-workers", Env: "BOTA_WEBHOOK_WORKERS", Default: "20", Commands: serveOnly,
 		Usage: "webhook deliveries sent at once by this node", set: positive(func(c *Config) *int { return &c.WebhookWorkers })},
+	{Flag: "webhook-endpoint-concurrency", Env: "BOTA_WEBHOOK_ENDPOINT_CONCURRENCY", Default: "5", Commands: serveOnly,
+		Usage: "maximum deliveries in flight to one webhook endpoint across all nodes", set: positive(func(c *Config) *int { return &c.WebhookEndpointConcurrency })},
 	{Flag: "webhook-allow-private", Env: "BOTA_WEBHOOK_ALLOW_PRIVATE", Default: "false", Commands: serveOnly,
 		Usage: "allow webhook URLs on loopback, private and link-local addresses", set: boolean(func(c *Config) *bool { return &c.WebhookPrivate })},
 	{Flag: "shutdown-timeout", Env: "BOTA_SHUTDOWN_TIMEOUT", Default: "30s", Commands: serveOnly,
