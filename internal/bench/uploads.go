@@ -243,8 +243,8 @@ func (e *env) uploads(ctx context.Context) error {
 		return err
 	}
 	e.report.note("uploads: bota fsyncs each file before answering, as dd conv=fsync does; tusd v2.9.1 "+
-		"(file store) does not fsync; upload-complete reads the file back to hash it and copies audio "+
-		"to a temporary file for ffprobe; %d files in flight in the many-files runs", uploadWorkers)
+		"(file store) does not fsync; upload-complete measures each audio file with ffprobe and an "+
+		"ffmpeg decode; %d files in flight in the many-files runs", uploadWorkers)
 	return nil
 }
 
