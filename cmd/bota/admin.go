@@ -58,6 +58,7 @@ func projectCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer db.Close()
+	fmt.Fprintf(stderr, "bota: using database %s\n", db.where)
 
 	p, keys, secrets, err := api.CreateProjectWithKeys(ctx, db.store, rest[0])
 	if err != nil {
@@ -115,6 +116,7 @@ func keyCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		return err
 	}
 	defer db.Close()
+	fmt.Fprintf(stderr, "bota: using database %s\n", db.where)
 
 	switch args[0] {
 	case "create":

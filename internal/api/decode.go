@@ -33,8 +33,8 @@ func decode(r *http.Request, v any) error {
 }
 
 // jsonContentType accepts JSON media types, and also curl's default
-// form type when the body is a JSON object, so that "curl -d '{...}'"
-// works without an explicit header.
+// form type when the body is valid JSON, so that "curl -d '{...}'" works
+// without an explicit header.
 func jsonContentType(ct string, body []byte) bool {
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
@@ -43,8 +43,7 @@ func jsonContentType(ct string, body []byte) bool {
 	if mt == "application/json" || strings.HasSuffix(mt, "+json") {
 		return true
 	}
-	trimmed := bytes.TrimSpace(body)
-	return mt == "application/x-www-form-urlencoded" && len(trimmed) > 0 && trimmed[0] == '{'
+	return mt == "application/x-www-form-urlencoded" && json.Valid(bytes.TrimSpace(body))
 }
 
 func decodeBytes(body []byte, v any) error {

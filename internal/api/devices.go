@@ -272,10 +272,20 @@ func (s *Server) bindDevice(w http.ResponseWriter, r *http.Request, p *auth.Prin
 
 	out := deviceJSON(bound)
 	out["device_token"] = token
+	out["device_token_expires_at"] = s.tokenExpiry()
 	out["cert"] = nil
 	out["ble_pubkey"] = nil
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// tokenExpiry is when a token issued now expires: null unless the server
+// sets --device-token-ttl.
+func (s *Server) tokenExpiry() any {
+	if s.cfg.DeviceTokenTTL <= 0 {
+		return nil
+	}
+	return formatTime(s.store.Now().Add(s.cfg.DeviceTokenTTL))
 }
 
 // reissueDeviceToken serves replays of bind and token refresh: the token
@@ -302,6 +312,7 @@ func (s *Server) reissueDeviceToken(r *http.Request, p *auth.Principal, body map
 		return errInternal(err)
 	}
 	body["device_token"] = token
+	body["device_token_expires_at"] = s.tokenExpiry()
 	return nil
 }
 
@@ -507,6 +518,7 @@ func (s *Server) refreshDeviceToken(w http.ResponseWriter, r *http.Request, p *a
 
 	out := deviceJSON(d)
 	out["device_token"] = token
+	out["device_token_expires_at"] = s.tokenExpiry()
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
