@@ -33,13 +33,17 @@ var (
 type Info struct {
 	// DurationMs is measured by decoding the audio stream, because container
 	// headers are often wrong (MP3 encoder padding, streamed WebM without
-	// a duration).
+	// a duration). PCM WAV and FLAC, whose headers are exact, take the
+	// stated duration and skip the decode.
 	DurationMs int64
 	// Format is ffprobe's format name, such as "ogg" or "mov,mp4,m4a,3gp,3g2,mj2".
 	Format string
 	// Codec is the codec of the first audio stream, such as "opus".
 	Codec    string
 	HasAudio bool
+	// headerMs is the duration the container states, kept only for
+	// formats whose header is exact (PCM WAV, FLAC).
+	headerMs int64
 }
 
 type probeOutput struct {
@@ -49,6 +53,7 @@ type probeOutput struct {
 	} `json:"streams"`
 	Format struct {
 		FormatName string `json:"format_name"`
+		Duration   string `json:"duration"`
 	} `json:"format"`
 }
 
@@ -63,6 +68,10 @@ func Probe(ctx context.Context, path string) (Info, error) {
 		return info, err
 	}
 
+	if info.headerMs > 0 {
+		info.DurationMs = info.headerMs
+		return info, nil
+	}
 	var counter countingWriter
 	if err := DecodePCM(ctx, path, &counter); err != nil {
 		return info, err
@@ -70,6 +79,24 @@ func Probe(ctx context.Context, path string) (Info, error) {
 	// Two bytes per sample at SampleRate samples per second.
 	info.DurationMs = int64(math.Round(float64(counter.n) / 2 / SampleRate * 1000))
 	return info, nil
+}
+
+// exactHeader reports whether the container's stated duration is exact:
+// PCM WAV (computed from the data size) and FLAC (the sample count in
+// STREAMINFO). Compressed formats are decoded instead, because their
+// headers are often wrong (MP3 padding, streamed WebM).
+func exactHeader(format string, streams []struct {
+	CodecName string `json:"codec_name"`
+	CodecType string `json:"codec_type"`
+}) bool {
+	for _, s := range streams {
+		if s.CodecType != "audio" {
+			continue
+		}
+		return (format == "wav" && strings.HasPrefix(s.CodecName, "pcm_")) ||
+			(format == "flac" && s.CodecName == "flac")
+	}
+	return false
 }
 
 // ProbeStreams reads the container and stream list with ffprobe, without
@@ -85,7 +112,7 @@ func ProbeStreams(ctx context.Context, path string) (Info, error) {
 	}
 
 	cmd := exec.CommandContext(ctx, "ffprobe", "-v", "error",
-		"-show_entries", "format=format_name:stream=codec_type,codec_name",
+		"-show_entries", "format=format_name,duration:stream=codec_type,codec_name",
 		"-of", "json", "--", path)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
@@ -102,6 +129,11 @@ func ProbeStreams(ctx context.Context, path string) (Info, error) {
 		return Info{}, fmt.Errorf("probe %s: parse ffprobe output: %w", path, err)
 	}
 	info := Info{Format: out.Format.FormatName}
+	if exactHeader(out.Format.FormatName, out.Streams) {
+		if sec, err := strconv.ParseFloat(out.Format.Duration, 64); err == nil && sec > 0 {
+			info.headerMs = int64(math.Round(sec * 1000))
+		}
+	}
 	for _, s := range out.Streams {
 		if s.CodecType == "audio" {
 			info.HasAudio = true

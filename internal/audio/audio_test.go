@@ -222,3 +222,33 @@ func TestConcatRejectsBadInput(t *testing.T) {
 func fmtSeconds(s float64) string {
 	return strconv.FormatFloat(s, 'f', 3, 64)
 }
+
+// A WAV cut short keeps its header's original size, yet ffprobe states the
+// duration of the data actually there, so the header path agrees with a
+// decode.
+func TestProbeTruncatedWAV(t *testing.T) {
+	requireTools(t)
+	data, err := os.ReadFile(clip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "cut.wav")
+	if err := os.WriteFile(path, data[:len(data)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	info, err := audio.Probe(context.Background(), path)
+	if err != nil {
+		t.Fatalf("Probe: %v", err)
+	}
+	var pcm bytes.Buffer
+	if err := audio.DecodePCM(context.Background(), path, &pcm); err != nil {
+		t.Fatalf("DecodePCM: %v", err)
+	}
+	decoded := int64(pcm.Len()) * 1000 / 2 / audio.SampleRate
+	if diff := info.DurationMs - decoded; diff < -5 || diff > 5 {
+		t.Errorf("Probe duration %d ms, decoded %d ms", info.DurationMs, decoded)
+	}
+	if info.DurationMs < clipMs/2-100 || info.DurationMs > clipMs/2+100 {
+		t.Errorf("Probe duration %d ms, want about %d", info.DurationMs, clipMs/2)
+	}
+}
