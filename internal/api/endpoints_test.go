@@ -463,7 +463,7 @@ func TestEndpoints(t *testing.T) {
 
 		// Anything else.
 		{name: "unknown endpoint", method: "GET", path: "/v1/nothing-here", status: 404, code: "not_found"},
-		{name: "wrong method", method: "PUT", path: "/v1/devices/{dev}/unbind", status: 404, code: "not_found"},
+		{name: "wrong method", method: "PUT", path: "/v1/devices/{dev}/unbind", status: 405, code: "method_not_allowed"},
 	}
 
 	eachBackend(t, func(t *testing.T, b apitest.Backend) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // apiError is a public error: a stable code, its HTTP status, a message and
@@ -47,6 +48,11 @@ func errNotFound(what, param string) *apiError {
 
 func errConflict(code, param, format string, args ...any) *apiError {
 	return &apiError{Status: 409, Code: code, Message: fmt.Sprintf(format, args...), Param: param}
+}
+
+func errMethod(method, path string, allowed []string) *apiError {
+	return &apiError{Status: 405, Code: "method_not_allowed", Details: map[string]any{"allowed": allowed},
+		Message: fmt.Sprintf("%s is not supported on %s; use %s.", method, path, strings.Join(allowed, ", "))}
 }
 
 func errTooLarge(param, format string, args ...any) *apiError {

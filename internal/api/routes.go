@@ -1,6 +1,9 @@
 package api
 
-import "net/http"
+import (
+	"net/http"
+	"strings"
+)
 
 // routes is the one table of every endpoint.
 func (s *Server) routes() {
@@ -95,7 +98,25 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/events/{id}", s.guard(read("webhooks:read"), s.getEvent))
 
 	// Anything else under /v1 is a JSON 404, not the mux's plain text.
-	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, errNotFound("Endpoint "+r.Method+" "+r.URL.Path, ""))
-	})
+	m.HandleFunc("/v1/", s.unmatched)
+}
+
+// unmatched answers requests no route takes: 405 with an Allow header when
+// the path exists for other methods, 404 otherwise, both as the error
+// object rather than the mux's plain text.
+func (s *Server) unmatched(w http.ResponseWriter, r *http.Request) {
+	var allowed []string
+	for _, method := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+		probe := r.Clone(r.Context())
+		probe.Method = method
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/v1/" {
+			allowed = append(allowed, method)
+		}
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeError(w, r, errMethod(r.Method, r.URL.Path, allowed))
+		return
+	}
+	writeError(w, r, errNotFound("Endpoint "+r.Method+" "+r.URL.Path, ""))
 }
