@@ -97,13 +97,13 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/events", s.guard(read("webhooks:read"), s.listEvents))
 	m.HandleFunc("GET /v1/events/{id}", s.guard(read("webhooks:read"), s.getEvent))
 
-	// Anything else under /v1 is a JSON 404, not the mux's plain text.
+	// Anything else under /v1 gets a JSON 404 or 405, not the mux's plain text.
 	m.HandleFunc("/v1/", s.unmatched)
 }
 
-// unmatched answers requests no route takes: 405 with an Allow header when
-// the path exists for other methods, 404 otherwise, both as the error
-// object rather than the mux's plain text.
+// unmatched handles requests that no route takes. It returns 405 with an
+// Allow header when the path exists for other methods and 404 otherwise,
+// both as the error object.
 func (s *Server) unmatched(w http.ResponseWriter, r *http.Request) {
 	var allowed []string
 	for _, method := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
