@@ -125,16 +125,7 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, p *auth.Pri
 		return errInternal(err)
 	}
 
-	data := make([]any, 0, len(devices))
-	for _, d := range devices {
-		data = append(data, deviceJSON(d))
-	}
-	if len(devices) == 0 {
-		s.writeList(w, r, data, false, timeZero, "")
-		return nil
-	}
-	last := devices[len(devices)-1]
-	s.writeList(w, r, data, more, last.CreatedAt, last.ID)
+	writePage(s, w, r, devices, more, deviceJSON)
 	return nil
 }
 

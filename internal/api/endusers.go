@@ -91,16 +91,7 @@ func (s *Server) listEndUsers(w http.ResponseWriter, r *http.Request, p *auth.Pr
 		return errInternal(err)
 	}
 
-	data := make([]any, 0, len(users))
-	for _, u := range users {
-		data = append(data, endUserJSON(u))
-	}
-	if len(users) == 0 {
-		s.writeList(w, r, data, false, timeZero, "")
-		return nil
-	}
-	last := users[len(users)-1]
-	s.writeList(w, r, data, more, last.CreatedAt, last.ID)
+	writePage(s, w, r, users, more, endUserJSON)
 	return nil
 }
 

@@ -30,16 +30,7 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, p *auth.Prin
 		return errInternal(err)
 	}
 
-	data := make([]webhook.Envelope, 0, len(events))
-	for _, e := range events {
-		data = append(data, webhook.NewEnvelope(e))
-	}
-	if len(events) == 0 {
-		s.writeList(w, r, data, false, timeZero, "")
-		return nil
-	}
-	last := events[len(events)-1]
-	s.writeList(w, r, data, more, last.CreatedAt, last.ID)
+	writePage(s, w, r, events, more, webhook.NewEnvelope)
 	return nil
 }
 

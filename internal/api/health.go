@@ -6,8 +6,6 @@ import (
 	"time"
 )
 
-var timeZero time.Time
-
 // health reports whether the database answers, with exactly the keys
 // status, database and billing.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {

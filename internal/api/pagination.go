@@ -114,6 +114,26 @@ func (s *Server) writeList(w http.ResponseWriter, r *http.Request, data any, mor
 	writeJSON(w, http.StatusOK, l)
 }
 
+// listed is a row of a list: it knows its position in the list order.
+type listed interface {
+	SortKey() (time.Time, string)
+}
+
+// writePage renders one page of items and sends it with the cursor of its
+// last item when more follow.
+func writePage[T listed, R any](s *Server, w http.ResponseWriter, r *http.Request, items []T, more bool, render func(T) R) {
+	data := make([]any, 0, len(items))
+	for _, item := range items {
+		data = append(data, render(item))
+	}
+	if len(items) == 0 {
+		s.writeList(w, r, data, false, time.Time{}, "")
+		return
+	}
+	created, id := items[len(items)-1].SortKey()
+	s.writeList(w, r, data, more, created, id)
+}
+
 // queryFilter returns a pointer to a query parameter's value, or nil.
 func queryFilter(r *http.Request, name string) *string {
 	if !r.URL.Query().Has(name) {

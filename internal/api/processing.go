@@ -8,15 +8,15 @@ import (
 )
 
 // afterUpload wakes the background work that turns the recording.uploaded
-// event into a transcription. The upload's answer never waits for it.
+// event into a transcription. The upload's response never waits for it.
 func (s *Server) afterUpload(r *http.Request, p *auth.Principal, recordingID string) {
 	if s.cfg.OnEvent != nil {
 		s.cfg.OnEvent()
 	}
 }
 
-// transcriptionStatusAfterUpload is the transcription_status a finalize
-// answer reports: queued when the project transcribes uploads
+// transcriptionStatusAfterUpload returns the transcription_status of a
+// finalize response: queued when the project transcribes uploads
 // automatically, null otherwise.
 func (s *Server) transcriptionStatusAfterUpload(ctx context.Context, p *auth.Principal) any {
 	pc, err := Processing(ctx, s.store, p.Tenant)

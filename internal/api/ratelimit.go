@@ -112,7 +112,8 @@ func (l *limiter) take(key string, rate, burst float64) (bool, int, time.Time) {
 	return true, int(b.tokens * share), now.Add(full)
 }
 
-// sweep forgets buckets idle for ten minutes; they would be full anyway.
+// sweep removes buckets idle for ten minutes, because they would be full
+// anyway.
 func (l *limiter) sweep(now time.Time) {
 	l.swept = now
 	for k, b := range l.buckets {

@@ -224,16 +224,7 @@ func (s *Server) listRecordings(w http.ResponseWriter, r *http.Request, p *auth.
 		return errInternal(err)
 	}
 
-	data := make([]any, 0, len(recs))
-	for _, rec := range recs {
-		data = append(data, recordingJSON(rec))
-	}
-	if len(recs) == 0 {
-		s.writeList(w, r, data, false, timeZero, "")
-		return nil
-	}
-	last := recs[len(recs)-1]
-	s.writeList(w, r, data, more, last.CreatedAt, last.ID)
+	writePage(s, w, r, recs, more, recordingJSON)
 	return nil
 }
 

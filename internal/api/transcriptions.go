@@ -162,15 +162,6 @@ func (s *Server) listTranscriptions(w http.ResponseWriter, r *http.Request, p *a
 	if err != nil {
 		return errInternal(err)
 	}
-	data := make([]any, 0, len(items))
-	for _, tr := range items {
-		data = append(data, TranscriptionJSON(tr))
-	}
-	if len(items) == 0 {
-		s.writeList(w, r, data, false, timeZero, "")
-		return nil
-	}
-	last := items[len(items)-1]
-	s.writeList(w, r, data, more, last.CreatedAt, last.ID)
+	writePage(s, w, r, items, more, TranscriptionJSON)
 	return nil
 }

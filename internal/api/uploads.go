@@ -58,7 +58,7 @@ type uploadURLBody struct {
 	CapturedAt    optional[time.Time] `json:"captured_at"`
 }
 
-// mediaType returns the media type and content type a body asks for.
+// mediaType returns the media type and content type a body requests.
 // Older clients send only content_type, from which the type follows.
 func (b *uploadURLBody) mediaType() (string, string, error) {
 	ct := ""
@@ -231,7 +231,8 @@ type completeBody struct {
 	DurationSeconds optional[float64] `json:"duration_seconds"`
 }
 
-// checkedMedia is what upload-complete learned about one stored object.
+// checkedMedia is the size, digest and duration upload-complete measured
+// for one stored object.
 type checkedMedia struct {
 	media    *model.Media
 	size     int64
@@ -281,7 +282,7 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, p *auth.
 			return err
 		}
 		if locked.CompleteResponse != nil {
-			// A concurrent complete won; answer as it did.
+			// A concurrent complete won, so return its response.
 			return json.Unmarshal([]byte(*locked.CompleteResponse), &out)
 		}
 		out, err = s.markUploaded(r.Context(), tx, locked, checked, primary)
@@ -314,8 +315,8 @@ func (s *Server) sealMedia(r *http.Request, checked []checkedMedia) {
 	}
 }
 
-// replayComplete answers a repeated upload-complete with the body of the
-// first successful one.
+// replayComplete returns the body of the first successful upload-complete
+// to a repeated one.
 func (s *Server) replayComplete(w http.ResponseWriter, rec *model.Recording) (bool, error) {
 	if rec.CompleteResponse == nil {
 		return false, nil
@@ -388,7 +389,7 @@ func hasUploaded(rec *model.Recording) bool {
 
 // inspectObject hashes a stored object and, for audio, measures its
 // duration. A store that hashed the object while writing it and keeps it as
-// a local file (the disk store) is read in place; otherwise the object is
+// a local file (the disk store) is read in place. Otherwise the object is
 // streamed once through the hash into a temporary file for ffprobe. A file
 // that cannot be decoded gets a null duration: the transcription reports it.
 func (s *Server) inspectObject(ctx context.Context, m *model.Media, info blob.Info) (checkedMedia, error) {

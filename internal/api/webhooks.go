@@ -169,16 +169,7 @@ func (s *Server) listWebhookEndpoints(w http.ResponseWriter, r *http.Request, p 
 		return errInternal(err)
 	}
 
-	data := make([]any, 0, len(endpoints))
-	for _, e := range endpoints {
-		data = append(data, s.webhookEndpointJSON(e))
-	}
-	if len(endpoints) == 0 {
-		s.writeList(w, r, data, false, timeZero, "")
-		return nil
-	}
-	last := endpoints[len(endpoints)-1]
-	s.writeList(w, r, data, more, last.CreatedAt, last.ID)
+	writePage(s, w, r, endpoints, more, s.webhookEndpointJSON)
 	return nil
 }
 
@@ -375,16 +366,7 @@ func (s *Server) listWebhookDeliveries(w http.ResponseWriter, r *http.Request, p
 		return errInternal(err)
 	}
 
-	data := make([]any, 0, len(deliveries))
-	for _, d := range deliveries {
-		data = append(data, webhookDeliveryJSON(d))
-	}
-	if len(deliveries) == 0 {
-		s.writeList(w, r, data, false, timeZero, "")
-		return nil
-	}
-	last := deliveries[len(deliveries)-1]
-	s.writeList(w, r, data, more, last.CreatedAt, last.ID)
+	writePage(s, w, r, deliveries, more, webhookDeliveryJSON)
 	return nil
 }
 

@@ -200,3 +200,15 @@ type Transcription struct {
 	StartedAt    *time.Time
 	CompletedAt  *time.Time
 }
+
+// SortKey returns the end user's position in lists: newest first, then id.
+func (u *EndUser) SortKey() (time.Time, string) { return u.CreatedAt, u.ID }
+
+// SortKey returns the device's position in lists.
+func (d *Device) SortKey() (time.Time, string) { return d.CreatedAt, d.ID }
+
+// SortKey returns the recording's position in lists.
+func (r *Recording) SortKey() (time.Time, string) { return r.CreatedAt, r.ID }
+
+// SortKey returns the transcription's position in lists.
+func (t *Transcription) SortKey() (time.Time, string) { return t.CreatedAt, t.ID }

@@ -347,7 +347,8 @@ func (s *Store) DeviceTokenByHash(ctx context.Context, hash string) (*model.Devi
 	return &tok, nil
 }
 
-// Heartbeat is what a device reports; nil fields are left as they are.
+// Heartbeat is a device's report. Nil fields leave the stored values as
+// they are.
 type Heartbeat struct {
 	BatteryPercent    *int
 	StorageUsedMB     *int

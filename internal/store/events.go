@@ -115,3 +115,6 @@ func (s *Store) Events(ctx context.Context, t model.Tenant, typ *string, since t
 	out, more := trim(out, p.Limit)
 	return out, more, nil
 }
+
+// SortKey returns the event's position in lists.
+func (e *Event) SortKey() (time.Time, string) { return e.CreatedAt, e.ID }

@@ -22,7 +22,7 @@ var (
 	ErrConflict = errors.New("store: conflict")
 )
 
-// Dialect is what differs between the SQL engines.
+// Dialect is the part of the SQL engines that differs between them.
 type Dialect interface {
 	// Name is "sqlite" or "postgres".
 	Name() string
@@ -72,7 +72,7 @@ func (s *Store) Tx() *sql.Tx { return s.tx }
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-// Ping checks that the database answers.
+// Ping checks that the database responds.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
 // InTx runs fn in one transaction, committed when fn returns nil.

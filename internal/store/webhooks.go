@@ -520,3 +520,9 @@ func (s *Store) ClearWebhookLeases(ctx context.Context) (int64, error) {
 	}
 	return res.RowsAffected()
 }
+
+// SortKey returns the endpoint's position in lists.
+func (e *WebhookEndpoint) SortKey() (time.Time, string) { return e.CreatedAt, e.ID }
+
+// SortKey returns the delivery's position in lists.
+func (d *WebhookDelivery) SortKey() (time.Time, string) { return d.CreatedAt, d.ID }
