@@ -402,35 +402,55 @@ func (b *heartbeatBody) reportsState() bool {
 	return b.DeviceState != nil || b.PendingRecordings != nil || b.Flags != nil || b.ConnectionType != nil
 }
 
-// recordingState returns the recording_state object a heartbeat reports
-// merged into prev, or nil when it reports none of its fields.
-func (b *heartbeatBody) recordingState(prev json.RawMessage) json.RawMessage {
+// statePatch returns the recording_state fields the heartbeat reports, as a
+// JSON object to merge into the stored one, or nil when it reports none.
+func (b *heartbeatBody) statePatch() json.RawMessage {
 	if !b.reportsState() {
 		return nil
 	}
-	state := map[string]any{"device_state": nil, "pending_recordings": nil, "flags": nil, "connection_type": []string{}}
-	if len(prev) > 0 {
-		_ = json.Unmarshal(prev, &state)
-	}
+	patch := make(map[string]any, 4)
 	if b.DeviceState != nil {
-		state["device_state"] = *b.DeviceState
+		patch["device_state"] = *b.DeviceState
 	}
 	if b.PendingRecordings != nil {
-		state["pending_recordings"] = *b.PendingRecordings
+		patch["pending_recordings"] = *b.PendingRecordings
 	}
 	if b.Flags != nil {
-		state["flags"] = *b.Flags
+		patch["flags"] = *b.Flags
 	}
 	if b.ConnectionType != nil {
-		state["connection_type"] = b.ConnectionType
+		patch["connection_type"] = b.ConnectionType
 	}
-	raw, _ := json.Marshal(state)
+	raw, _ := json.Marshal(patch)
 	return raw
 }
 
-// heartbeat stores what a device reports. It reads the device only when
-// the body changes recording_state, which merges into the stored one, so
-// the common heartbeat is one token lookup and one update.
+// recordingState is the recording_state object as devices report it.
+type recordingState struct {
+	DeviceState       *string  `json:"device_state"`
+	PendingRecordings *int     `json:"pending_recordings"`
+	Flags             *int     `json:"flags"`
+	ConnectionType    []string `json:"connection_type"`
+}
+
+// recordingStateJSON renders a stored recording_state with its keys in one
+// order on every engine, or null when the device never reported one.
+func recordingStateJSON(raw []byte) any {
+	if len(raw) == 0 {
+		return nil
+	}
+	var st recordingState
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return nil
+	}
+	if st.ConnectionType == nil {
+		st.ConnectionType = []string{}
+	}
+	return st
+}
+
+// heartbeat stores what a device reports: one token lookup and one update,
+// which also merges reported recording_state fields into the stored ones.
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
 	var body heartbeatBody
 	if err := decode(r, &body); err != nil {
@@ -444,14 +464,6 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, p *auth.Princ
 		return err
 	}
 
-	var state json.RawMessage
-	if body.reportsState() {
-		d, err := s.deviceFromPath(r, p)
-		if err != nil {
-			return err
-		}
-		state = body.recordingState(d.RecordingState)
-	}
 	err = s.store.RecordHeartbeat(r.Context(), p.Tenant, id, store.Heartbeat{
 		BatteryPercent:    body.BatteryPercent,
 		StorageUsedMB:     body.StorageUsedMB,
@@ -459,7 +471,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, p *auth.Princ
 		SignalStrengthDBM: body.SignalStrengthDBM,
 		FirmwareVersion:   body.FirmwareVersion,
 		Name:              body.Name,
-		RecordingState:    state,
+		StatePatch:        body.statePatch(),
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return errNotFound("Device "+id, "id")
@@ -519,10 +531,6 @@ func (s *Server) deviceState(w http.ResponseWriter, r *http.Request, p *auth.Pri
 	if err != nil {
 		return err
 	}
-	var state any
-	if len(d.RecordingState) > 0 {
-		state = json.RawMessage(d.RecordingState)
-	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"device_id":          d.ID,
 		"project_id":         d.ProjectID,
@@ -533,7 +541,7 @@ func (s *Server) deviceState(w http.ResponseWriter, r *http.Request, p *auth.Pri
 		"storage_total_mb":   d.StorageTotalMB,
 		"last_heartbeat_at":  formatTimePtr(d.LastHeartbeatAt),
 		"binding_generation": d.BindingGeneration,
-		"recording_state":    state,
+		"recording_state":    recordingStateJSON(d.RecordingState),
 		"last_synced_at":     nil,
 		"last_seen_by":       nil,
 		"last_synced_by":     nil,

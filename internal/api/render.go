@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"time"
 
 	"github.com/botaserver/bota/internal/model"
@@ -30,10 +29,6 @@ func deviceJSON(d *model.Device) map[string]any {
 	if d.DeviceType != nil {
 		deviceType = *d.DeviceType
 	}
-	var state any
-	if len(d.RecordingState) > 0 {
-		state = json.RawMessage(d.RecordingState)
-	}
 	return map[string]any{
 		"id":                  d.ID,
 		"object":              "device",
@@ -52,7 +47,7 @@ func deviceJSON(d *model.Device) map[string]any {
 		"storage_total_mb":    d.StorageTotalMB,
 		"signal_strength_dbm": d.SignalStrengthDBM,
 		"last_heartbeat_at":   formatTimePtr(d.LastHeartbeatAt),
-		"recording_state":     state,
+		"recording_state":     recordingStateJSON(d.RecordingState),
 		"metadata":            object(d.Metadata),
 		"settings":            object(d.Settings),
 		"created_at":          formatTime(d.CreatedAt),

@@ -356,30 +356,39 @@ type Heartbeat struct {
 	SignalStrengthDBM *int
 	FirmwareVersion   *string
 	Name              *string
-	RecordingState    json.RawMessage
+	// StatePatch holds the recording_state fields the heartbeat reports,
+	// as a JSON object merged key by key into the stored one; nil leaves
+	// recording_state as it is.
+	StatePatch json.RawMessage
 }
+
+// emptyRecordingState is the recording_state a device's first report
+// merges into.
+const emptyRecordingState = `{"device_state":null,"pending_recordings":null,"flags":null,"connection_type":[]}`
 
 // RecordHeartbeat stores a heartbeat. It is ErrNotFound when the tenant
 // has no such device.
 func (s *Store) RecordHeartbeat(ctx context.Context, t model.Tenant, id string, h Heartbeat) error {
 	now := s.nowMs()
-	var state any
-	if h.RecordingState != nil {
-		state = string(h.RecordingState)
+	args := []any{intPtr(h.BatteryPercent), intPtr(h.StorageUsedMB), intPtr(h.StorageTotalMB),
+		intPtr(h.SignalStrengthDBM), strPtr(h.FirmwareVersion), strPtr(h.Name)}
+	// The merge runs in the UPDATE, so a heartbeat never reads the device
+	// first and two reports cannot overwrite each other's fields.
+	state := ""
+	if h.StatePatch != nil {
+		state = "recording_state = " + s.dialect.MergeJSON("COALESCE(recording_state, ?)", "?") + ","
+		args = append(args, emptyRecordingState, string(h.StatePatch))
 	}
+	args = append(args, now, now, id, t.ProjectID, t.Mode)
 	return s.execOne(ctx, `UPDATE devices SET
 		battery_percent = COALESCE(?, battery_percent),
 		storage_used_mb = COALESCE(?, storage_used_mb),
 		storage_total_mb = COALESCE(?, storage_total_mb),
 		signal_strength_dbm = COALESCE(?, signal_strength_dbm),
 		firmware_version = COALESCE(?, firmware_version),
-		name = COALESCE(?, name),
-		recording_state = COALESCE(?, recording_state),
+		name = COALESCE(?, name), `+state+`
 		last_heartbeat_at = ?, updated_at = ?
-		WHERE id = ? AND project_id = ? AND mode = ?`,
-		intPtr(h.BatteryPercent), intPtr(h.StorageUsedMB), intPtr(h.StorageTotalMB),
-		intPtr(h.SignalStrengthDBM), strPtr(h.FirmwareVersion), strPtr(h.Name), state, now, now,
-		id, t.ProjectID, t.Mode)
+		WHERE id = ? AND project_id = ? AND mode = ?`, args...)
 }
 
 // DeviceStats counts the tenant's devices.

@@ -61,6 +61,8 @@ func (d planDialect) Rebind(q string) string {
 
 func (planDialect) IsUniqueViolation(error) bool { return false }
 
+func (planDialect) MergeJSON(target, _ string) string { return target }
+
 func (planDialect) WithMigrationLock(_ context.Context, _ *sql.DB, fn func() error) error {
 	return fn()
 }

@@ -12,6 +12,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -33,6 +34,17 @@ type Dialect interface {
 	// WithMigrationLock runs fn while holding a lock that keeps other
 	// processes from migrating the same database at the same time.
 	WithMigrationLock(ctx context.Context, db *sql.DB, fn func() error) error
+	// MergeJSON returns an expression for the JSON object (TEXT) target
+	// with the top-level keys of the object patch set over it.
+	MergeJSON(target, patch string) string
+}
+
+// singleWriter is implemented by a Dialect whose engine runs one write at a
+// time. The store then queues its writers on a mutex in the process, so
+// that they wait their turn in order instead of polling the engine's file
+// lock with sleeps.
+type singleWriter interface {
+	SingleWriter() bool
 }
 
 type querier interface {
@@ -49,13 +61,28 @@ type Store struct {
 	tx      *sql.Tx
 	dialect Dialect
 	inTx    bool
+	// writeMu is held by every write outside a transaction and for the
+	// whole of every transaction, when the engine has a single writer.
+	writeMu *sync.Mutex
+	// batch groups the writes outside transactions into shared ones when
+	// there is a write mutex.
+	batch *execBatch
+	// stmts keeps prepared statements for the queries run outside
+	// transactions, when the engine does not keep its own.
+	stmts *stmtCache
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
 }
 
 // New returns a Store over db.
 func New(db *sql.DB, dialect Dialect) *Store {
-	return &Store{db: db, q: db, dialect: dialect, Now: time.Now}
+	s := &Store{db: db, q: db, dialect: dialect, Now: time.Now}
+	if w, ok := dialect.(singleWriter); ok && w.SingleWriter() {
+		s.writeMu = new(sync.Mutex)
+		s.batch = new(execBatch)
+		s.stmts = newStmtCache(db)
+	}
+	return s
 }
 
 // DB returns the underlying database handle.
@@ -70,7 +97,12 @@ func (s *Store) Dialect() Dialect { return s.dialect }
 func (s *Store) Tx() *sql.Tx { return s.tx }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if s.stmts != nil {
+		s.stmts.close()
+	}
+	return s.db.Close()
+}
 
 // Ping checks that the database responds.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
@@ -80,11 +112,13 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Store) error) error {
 	if s.inTx {
 		return fn(s)
 	}
+	unlock := s.lockWrites()
+	defer unlock()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	txStore := &Store{db: s.db, q: tx, tx: tx, dialect: s.dialect, inTx: true, Now: s.Now}
+	txStore := &Store{db: s.db, q: tx, tx: tx, dialect: s.dialect, inTx: true, writeMu: s.writeMu, Now: s.Now}
 	if err := fn(txStore); err != nil {
 		_ = tx.Rollback()
 		return err
@@ -95,8 +129,22 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Store) error) error {
 	return nil
 }
 
-func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	res, err := s.q.ExecContext(ctx, s.dialect.Rebind(query), args...)
+// lockWrites takes the write mutex, when there is one and s is not in a
+// transaction (which holds it already), and returns its release.
+func (s *Store) lockWrites() func() {
+	if s.writeMu == nil || s.inTx {
+		return func() {}
+	}
+	s.writeMu.Lock()
+	return s.writeMu.Unlock
+}
+
+func (s *Store) exec(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
+	if s.batch != nil && !s.inTx {
+		res, err = s.batch.exec(ctx, s.db, s.writeMu, s.stmts, s.dialect.Rebind(query), args)
+	} else {
+		res, err = s.q.ExecContext(ctx, s.dialect.Rebind(query), args...)
+	}
 	if err != nil && s.dialect.IsUniqueViolation(err) {
 		return nil, fmt.Errorf("%w: %w", ErrConflict, err)
 	}
@@ -104,11 +152,23 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 }
 
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return s.q.QueryContext(ctx, s.dialect.Rebind(query), args...)
+	query = s.dialect.Rebind(query)
+	if s.stmts != nil && !s.inTx {
+		if st := s.stmts.get(ctx, query); st != nil {
+			return st.QueryContext(ctx, args...)
+		}
+	}
+	return s.q.QueryContext(ctx, query, args...)
 }
 
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return s.q.QueryRowContext(ctx, s.dialect.Rebind(query), args...)
+	query = s.dialect.Rebind(query)
+	if s.stmts != nil && !s.inTx {
+		if st := s.stmts.get(ctx, query); st != nil {
+			return st.QueryRowContext(ctx, args...)
+		}
+	}
+	return s.q.QueryRowContext(ctx, query, args...)
 }
 
 // execOne runs a write that must touch exactly one row.

@@ -54,6 +54,12 @@ func (Dialect) IsUniqueViolation(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
+// MergeJSON concatenates the two as jsonb, which sets the patch's
+// top-level keys over the target's.
+func (Dialect) MergeJSON(target, patch string) string {
+	return "CAST(CAST(" + target + " AS jsonb) || CAST(" + patch + " AS jsonb) AS TEXT)"
+}
+
 // WithMigrationLock holds a session advisory lock on one connection while
 // fn runs, so nodes starting together migrate one after the other.
 func (Dialect) WithMigrationLock(ctx context.Context, db *sql.DB, fn func() error) error {

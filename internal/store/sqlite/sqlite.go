@@ -38,6 +38,15 @@ func (Dialect) IsUniqueViolation(err error) bool {
 	return code == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 }
 
+// MergeJSON uses json_patch, which replaces arrays whole as the merge of
+// the other engines does.
+func (Dialect) MergeJSON(target, patch string) string {
+	return "json_patch(" + target + ", " + patch + ")"
+}
+
+// SingleWriter reports that SQLite runs one write transaction at a time.
+func (Dialect) SingleWriter() bool { return true }
+
 // WithMigrationLock runs fn directly: every transaction is BEGIN IMMEDIATE
 // (see DSN), which already serializes writers across processes, and each
 // migration re-reads the version inside its transaction.

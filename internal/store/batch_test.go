@@ -1,0 +1,73 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/botaserver/bota/internal/model"
+	"github.com/botaserver/bota/internal/store"
+	"github.com/botaserver/bota/internal/store/sqlite"
+)
+
+// Writes that share a SQLite transaction keep their own outcomes: a
+// conflict fails its writer alone and every other row lands.
+func TestGroupedWritesKeepOwnResults(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "bota.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.CreateProject(ctx, "batch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenant := model.Tenant{ProjectID: p.ID, Mode: "test"}
+
+	// 200 writers, 64 at a time, and every fourth external id is used
+	// twice.
+	const writers = 200
+	errs := make([]error, writers)
+	sem := make(chan struct{}, 64)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			ext := fmt.Sprintf("user-%d", i)
+			if i%4 == 3 {
+				ext = fmt.Sprintf("user-%d", i-1)
+			}
+			errs[i] = st.CreateEndUser(ctx, &model.EndUser{Tenant: tenant, ExternalID: &ext})
+		})
+	}
+	wg.Wait()
+
+	conflicts := 0
+	for i, err := range errs {
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			conflicts++
+		case err != nil:
+			t.Errorf("writer %d: %v", i, err)
+		}
+	}
+	// Each pair has one winner and one conflict.
+	if want := writers / 4; conflicts != want {
+		t.Errorf("%d conflicts, want %d", conflicts, want)
+	}
+	users, _, err := st.EndUsers(ctx, tenant, store.EndUserFilter{}, store.Page{Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := writers - writers/4; len(users) != want {
+		t.Errorf("%d end users stored, want %d", len(users), want)
+	}
+}
