@@ -21,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/botaserver/bota/internal/blob"
@@ -72,6 +73,9 @@ type Store struct {
 	// active holds the names of temp files being written, which SweepTemp
 	// leaves alone whatever their age.
 	active sync.Map
+	// noAttrs is set once the file system refused an extended attribute;
+	// content types and digests then go to meta files.
+	noAttrs atomic.Bool
 }
 
 var (
@@ -204,17 +208,27 @@ func (s *Store) contentType(key string) string {
 	return ct
 }
 
-// meta returns the content type and hex SHA-256 stored with key. Objects
-// written before the digest was kept have an empty digest.
+// meta returns the content type and hex SHA-256 stored with key: on the
+// object file, or in its meta file when the file system keeps no
+// attributes. Objects written before the digest was kept have an empty
+// digest.
 func (s *Store) meta(key string) (contentType, sha256Hex string) {
-	b, err := s.root.ReadFile(path.Join(metaDir, key))
-	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			s.log.Warn("BlobMetaReadFailed", "key", key, "error", err)
-		}
-		return "application/octet-stream", ""
+	raw, ok := "", false
+	if f, err := s.root.Open(path.Join(objectsDir, key)); err == nil {
+		raw, ok = metaAttrOf(f)
+		_ = f.Close()
 	}
-	first, rest, _ := strings.Cut(string(b), "\n")
+	if !ok {
+		b, err := s.root.ReadFile(path.Join(metaDir, key))
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				s.log.Warn("BlobMetaReadFailed", "key", key, "error", err)
+			}
+			return "application/octet-stream", ""
+		}
+		raw = string(b)
+	}
+	first, rest, _ := strings.Cut(raw, "\n")
 	return strings.TrimSpace(first), strings.TrimSpace(rest)
 }
 

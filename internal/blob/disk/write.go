@@ -15,9 +15,13 @@ import (
 	"syscall"
 )
 
-// copyBufferSize is the size of the one buffer each write streams through,
-// so memory per upload stays the same whatever the object size.
-const copyBufferSize = 256 << 10
+// copyBufferSize is the size of the buffers each write streams through,
+// copyBuffersPerWrite of them, so memory per upload stays the same
+// whatever the object size.
+const (
+	copyBufferSize      = 256 << 10
+	copyBuffersPerWrite = 3
+)
 
 var copyBuffers = sync.Pool{New: func() any {
 	b := make([]byte, copyBufferSize)
@@ -56,14 +60,17 @@ func (s *Store) write(ctx context.Context, key string, r io.Reader, size int64,
 		}
 	}()
 
-	bufp := copyBuffers.Get().(*[]byte)
-	defer copyBuffers.Put(bufp)
+	var bufs [copyBuffersPerWrite][]byte
+	for i := range bufs {
+		bufp := copyBuffers.Get().(*[]byte)
+		defer copyBuffers.Put(bufp)
+		bufs[i] = *bufp
+	}
 	// Reading one byte past size distinguishes a body of the right length
-	// from a longer one. The writer is wrapped so that io.CopyBuffer uses the fixed
-	// buffer instead of (*os.File).ReadFrom.
+	// from a longer one.
 	src := io.LimitReader(contextReader{ctx: ctx, r: r}, size+1)
 	digest := sha256.New()
-	n, err := io.CopyBuffer(writerOnly{io.MultiWriter(f, digest)}, src, *bufp)
+	n, err := copyToFile(f, digest, src, bufs[:])
 	if err != nil {
 		return fmt.Errorf("write temp file after %d bytes: %w", n, err)
 	}
@@ -72,6 +79,22 @@ func (s *Store) write(ctx context.Context, key string, r io.Reader, size int64,
 	}
 	if n > size {
 		return fmt.Errorf("%w of %d bytes", errBodyTooLong, size)
+	}
+	// The content type and digest ride on the file itself when the file
+	// system allows, so that one fsync and one rename make them durable
+	// together with the bytes.
+	meta := contentType + "\n" + hex.EncodeToString(digest.Sum(nil))
+	metaOnFile := false
+	if !s.noAttrs.Load() {
+		switch err := setMetaAttr(f, meta); {
+		case err == nil:
+			metaOnFile = true
+		case errors.Is(err, errors.ErrUnsupported):
+			s.noAttrs.Store(true)
+			s.log.Info("BlobAttributesUnsupported", "dir", s.dir)
+		default:
+			return fmt.Errorf("store content type on temp file: %w", err)
+		}
 	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync temp file: %w", err)
@@ -82,35 +105,44 @@ func (s *Store) write(ctx context.Context, key string, r io.Reader, size int64,
 		return fmt.Errorf("close temp file: %w", closeErr)
 	}
 
-	if err := s.commit(key, tmpName, contentType, hex.EncodeToString(digest.Sum(nil))); err != nil {
+	if metaOnFile {
+		meta = ""
+	}
+	if err := s.commit(key, tmpName, meta); err != nil {
 		return err
 	}
 	committed = true
 	return nil
 }
 
-// commit writes the content type and SHA-256 to meta/<key>, renames the
-// temp file to objects/<key> and fsyncs both directories so the rename
-// survives a crash.
-func (s *Store) commit(key, tmpName, contentType, sha256Hex string) error {
+// commit renames the temp file to objects/<key> and fsyncs its directory
+// so the rename survives a crash. A non-empty meta (the content type and
+// SHA-256, when the file system keeps no attributes) goes to meta/<key>
+// first.
+func (s *Store) commit(key, tmpName, meta string) error {
 	lock := s.commitLock(key)
 	lock.Lock()
 	defer lock.Unlock()
 
 	objectName := path.Join(objectsDir, key)
-	metaName := path.Join(metaDir, key)
-	for _, dir := range []string{path.Dir(objectName), path.Dir(metaName)} {
+	dirs := []string{path.Dir(objectName)}
+	if meta != "" {
+		dirs = append(dirs, path.Dir(path.Join(metaDir, key)))
+	}
+	for _, dir := range dirs {
 		if err := s.root.MkdirAll(dir, 0o750); err != nil {
 			return fmt.Errorf("create directory %s: %w", dir, err)
 		}
 	}
-	if err := s.writeMeta(metaName, contentType+"\n"+sha256Hex); err != nil {
-		return err
+	if meta != "" {
+		if err := s.writeMeta(path.Join(metaDir, key), meta); err != nil {
+			return err
+		}
 	}
 	if err := s.root.Rename(tmpName, objectName); err != nil {
 		return fmt.Errorf("rename temp file into place: %w", err)
 	}
-	for _, dir := range []string{path.Dir(objectName), path.Dir(metaName)} {
+	for _, dir := range dirs {
 		if err := s.syncDir(dir); err != nil {
 			return fmt.Errorf("sync directory %s: %w", dir, err)
 		}
@@ -167,10 +199,52 @@ func isNotDir(err error) bool {
 	return errors.Is(err, syscall.ENOTDIR)
 }
 
-// writerOnly hides every method of an io.Writer but Write.
-type writerOnly struct{ w io.Writer }
+// copyToFile copies src to f through bufs, hashing every byte into
+// digest. The hashing runs in a goroutine of its own, a buffer behind the
+// file writes, so that it uses another core while the next bytes arrive.
+// It stands in for io.CopyBuffer, which would hand the copy to
+// (*os.File).ReadFrom and bypass both the digest and the fixed buffers.
+func copyToFile(f *os.File, digest io.Writer, src io.Reader, bufs [][]byte) (int64, error) {
+	free := make(chan []byte, len(bufs))
+	for _, b := range bufs {
+		free <- b
+	}
+	hash := make(chan []byte, len(bufs))
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		for b := range hash {
+			digest.Write(b)
+			free <- b[:cap(b)]
+		}
+	}()
+	defer func() {
+		close(hash)
+		<-hashed
+	}()
 
-func (w writerOnly) Write(p []byte) (int, error) { return w.w.Write(p) }
+	var written int64
+	for {
+		buf := <-free
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, werr := f.Write(buf[:nr])
+			written += int64(nw)
+			if werr != nil {
+				return written, werr
+			}
+			hash <- buf[:nr]
+		} else {
+			free <- buf
+		}
+		if rerr == io.EOF {
+			return written, nil
+		}
+		if rerr != nil {
+			return written, rerr
+		}
+	}
+}
 
 // contextReader stops reading once ctx is done.
 type contextReader struct {
