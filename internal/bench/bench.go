@@ -40,8 +40,9 @@ type Config struct {
 	Only []string
 	// Small shrinks every size, for a quick run.
 	Small bool
-	// WorkDir holds data dirs and test files; a temporary folder when
-	// empty. It should be on the disk the figures are meant for.
+	// WorkDir is where the run makes its folder of data dirs and test
+	// files (the system's temporary folder when empty). It should be on
+	// the disk the figures are meant for.
 	WorkDir string
 	// Log receives progress. Default: discard.
 	Log *slog.Logger
@@ -129,15 +130,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	dir := cfg.WorkDir
-	if dir == "" {
-		tmp, err := os.MkdirTemp("", "bota-bench-")
-		if err != nil {
-			return nil, fmt.Errorf("bench: create work folder: %w", err)
-		}
-		defer os.RemoveAll(tmp)
-		dir = tmp
+	// The run works in a folder of its own, inside WorkDir when one is
+	// given, and removes it at the end.
+	dir, err := os.MkdirTemp(cfg.WorkDir, "bota-bench-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: create work folder: %w", err)
 	}
+	defer os.RemoveAll(dir)
 
 	start := time.Now()
 	report := &Report{Machine: DescribeMachine(), Small: cfg.Small, Figures: []Figure{}, Notes: []string{},

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -244,9 +245,16 @@ func (e *env) uploads(ctx context.Context) error {
 	}
 	e.report.note("uploads: bota fsyncs each file before answering, as dd conv=fsync does; tusd v2.9.1 "+
 		"(file store) does not fsync; upload-complete measures each audio file with ffprobe and an "+
-		"ffmpeg decode; %d files in flight in the many-files runs", uploadWorkers)
+		"ffmpeg decode; %d files in flight in the many-files runs; PUT, dd and tusd figures are medians of %d "+
+		"rounds that alternate bota and its baselines", uploadWorkers, uploadRounds)
 	return nil
 }
+
+// uploadRounds is how many times each upload benchmark runs bota and its
+// baselines one after the other. The figures are the medians: the speed
+// of a virtual disk moves a lot from one minute to the next, and turns
+// that alternate share the moves more evenly than one long run of each.
+const uploadRounds = 3
 
 func (e *env) uploadBig(ctx context.Context, srv *botaServer, up *uploader, tusd *process, label, path string,
 	size int64, sha string) error {
@@ -255,37 +263,55 @@ func (e *env) uploadBig(ctx context.Context, srv *botaServer, up *uploader, tusd
 		return err
 	}
 	defer os.RemoveAll(ddDir)
-	flush()
-	start := time.Now()
-	if err := runDD(ctx, path, filepath.Join(ddDir, "big")); err != nil {
-		return err
-	}
-	ddRate := rate(size, time.Since(start))
-
-	flush()
-	start = time.Now()
-	if err := tusUpload(ctx, up.client, tusd.URL(), fileOpener(path), size); err != nil {
-		return fmt.Errorf("tusd: %w", err)
-	}
-	tusRate := rate(size, time.Since(start))
-
 	idle, err := settleRSS(srv)
 	if err != nil {
 		return err
 	}
-	flush()
-	start = time.Now()
-	_, putTime, err := up.flow(ctx, fileOpener(path), size, sha)
-	if err != nil {
-		return fmt.Errorf("bota: %w", err)
+
+	var dd, tus, put, full []float64
+	for round := range uploadRounds {
+		err := inTurn(round,
+			func() error {
+				flush()
+				target := filepath.Join(ddDir, "big")
+				start := time.Now()
+				if err := runDD(ctx, path, target); err != nil {
+					return err
+				}
+				dd = append(dd, rate(size, time.Since(start)))
+				return os.Remove(target)
+			},
+			func() error {
+				flush()
+				start := time.Now()
+				if err := tusUpload(ctx, up.client, tusd.URL(), fileOpener(path), size); err != nil {
+					return fmt.Errorf("tusd: %w", err)
+				}
+				tus = append(tus, rate(size, time.Since(start)))
+				return nil
+			},
+			func() error {
+				flush()
+				start := time.Now()
+				_, putTime, err := up.flow(ctx, fileOpener(path), size, sha)
+				if err != nil {
+					return fmt.Errorf("bota: %w", err)
+				}
+				full = append(full, rate(size, time.Since(start)))
+				put = append(put, rate(size, putTime))
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+		e.log.Info("UploadRound", "label", label, "round", round+1, "dd", dd[round], "tusd", tus[round],
+			"put", put[round])
 	}
-	fullRate := rate(size, time.Since(start))
-	putRate := rate(size, putTime)
 	_, peak, err := srv.memory()
 	if err != nil {
 		return err
 	}
-	e.addUploadFigures(label, putRate, fullRate, ddRate, tusRate, float64(peak-idle)/1024, true)
+	e.addUploadFigures(label, median(put), median(full), median(dd), median(tus), float64(peak-idle)/1024, true)
 	return nil
 }
 
@@ -293,59 +319,60 @@ func (e *env) uploadMany(ctx context.Context, srv *botaServer, up *uploader, tus
 	data []byte, path, sha string, files int) error {
 	size := int64(len(data))
 	total := size * int64(files)
-	ddDir, err := e.subdir("dd")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(ddDir)
-	flush()
-	took, err := parallel(ctx, files, func(i int) error {
-		return runDD(ctx, path, filepath.Join(ddDir, strconv.Itoa(i)))
-	})
-	if err != nil {
-		return err
-	}
-	ddRate := rate(total, took)
-
 	memOpener := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }
-	flush()
-	took, err = parallel(ctx, files, func(int) error {
-		return tusUpload(ctx, up.client, tusd.URL(), memOpener, size)
-	})
-	if err != nil {
-		return fmt.Errorf("tusd: %w", err)
-	}
-	tusRate := rate(total, took)
-
 	idle, err := settleRSS(srv)
 	if err != nil {
 		return err
 	}
-	// PUT only: the recordings and URLs are made first, untimed.
-	targets := make([]uploadTarget, files)
-	if _, err := parallel(ctx, files, func(i int) error {
-		var err error
-		targets[i], err = up.prepare(ctx, size)
-		return err
-	}); err != nil {
-		return fmt.Errorf("bota: %w", err)
-	}
-	flush()
-	took, err = parallel(ctx, files, func(i int) error {
-		return up.put(ctx, targets[i], bytes.NewReader(data), size)
-	})
-	if err != nil {
-		return fmt.Errorf("bota: %w", err)
-	}
-	putRate := rate(total, took)
-	if _, err := parallel(ctx, files, func(i int) error {
-		return up.complete(ctx, targets[i], size, sha)
-	}); err != nil {
-		return fmt.Errorf("bota: %w", err)
+
+	var dd, tus, put []float64
+	for round := range uploadRounds {
+		err := inTurn(round,
+			func() error {
+				ddDir, err := e.subdir("dd")
+				if err != nil {
+					return err
+				}
+				flush()
+				took, err := parallel(ctx, files, func(i int) error {
+					return runDD(ctx, path, filepath.Join(ddDir, strconv.Itoa(i)))
+				})
+				if err != nil {
+					return err
+				}
+				dd = append(dd, rate(total, took))
+				return os.RemoveAll(ddDir)
+			},
+			func() error {
+				flush()
+				took, err := parallel(ctx, files, func(int) error {
+					return tusUpload(ctx, up.client, tusd.URL(), memOpener, size)
+				})
+				if err != nil {
+					return fmt.Errorf("tusd: %w", err)
+				}
+				tus = append(tus, rate(total, took))
+				return nil
+			},
+			func() error {
+				took, err := up.putMany(ctx, data, sha, files)
+				if err != nil {
+					return fmt.Errorf("bota: %w", err)
+				}
+				put = append(put, rate(total, took))
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+		e.log.Info("UploadRound", "label", label, "round", round+1, "dd", dd[round], "tusd", tus[round],
+			"put", put[round])
 	}
 
+	// The full flow runs once: it is far slower than the disk, so the
+	// disk's moves hardly show in it.
 	flush()
-	took, err = parallel(ctx, files, func(int) error {
+	took, err := parallel(ctx, files, func(int) error {
 		_, _, err := up.flow(ctx, memOpener, size, sha)
 		return err
 	})
@@ -357,8 +384,58 @@ func (e *env) uploadMany(ctx context.Context, srv *botaServer, up *uploader, tus
 	if err != nil {
 		return err
 	}
-	e.addUploadFigures(label, putRate, fullRate, ddRate, tusRate, float64(peak-idle)/1024, false)
+	e.addUploadFigures(label, median(put), fullRate, median(dd), median(tus), float64(peak-idle)/1024, false)
 	return nil
+}
+
+// putMany times the PUTs of files copies of data through bota. The
+// recordings and upload URLs are made first and the uploads completed
+// after, both untimed.
+func (up *uploader) putMany(ctx context.Context, data []byte, sha string, files int) (time.Duration, error) {
+	size := int64(len(data))
+	targets := make([]uploadTarget, files)
+	if _, err := parallel(ctx, files, func(i int) error {
+		var err error
+		targets[i], err = up.prepare(ctx, size)
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	flush()
+	took, err := parallel(ctx, files, func(i int) error {
+		return up.put(ctx, targets[i], bytes.NewReader(data), size)
+	})
+	if err != nil {
+		return 0, err
+	}
+	_, err = parallel(ctx, files, func(i int) error {
+		return up.complete(ctx, targets[i], size, sha)
+	})
+	return took, err
+}
+
+// inTurn runs steps once each, starting with the step round picks and
+// going round from there, so that no contender always writes first onto
+// a disk that has just been flushed.
+func inTurn(round int, steps ...func() error) error {
+	for i := range steps {
+		if err := steps[(round+i)%len(steps)](); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// median returns the middle of values, or the mean of the two middle
+// ones for an even count.
+func median(values []float64) float64 {
+	sorted := slices.Clone(values)
+	slices.Sort(sorted)
+	n := len(sorted)
+	if n%2 == 1 {
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
 }
 
 func (e *env) addUploadFigures(label string, putRate, fullRate, ddRate, tusRate, peakMiB float64, big bool) {
