@@ -18,7 +18,7 @@ type Machine struct {
 	CPU       string `json:"cpu"`
 	OS        string `json:"os"`
 	GoVersion string `json:"go_version"`
-	// Commit is the short git commit of the working directory, or "".
+	// Commit is the short git commit of the binary measured, or "".
 	Commit string    `json:"commit,omitempty"`
 	Date   time.Time `json:"date"`
 	// LoadAverage is the 1-minute load average when the run started
@@ -28,7 +28,8 @@ type Machine struct {
 }
 
 // DescribeMachine reads the machine's cores, memory and CPU model from
-// /proc (Linux) and the commit from git when it is available.
+// /proc (Linux), and the commit from the binary's build information or,
+// failing that, from git.
 func DescribeMachine() Machine {
 	m := Machine{
 		Cores:     runtime.NumCPU(),
@@ -48,17 +49,37 @@ func DescribeMachine() Machine {
 			m.MemoryMiB = n / 1024
 		}
 	}
-	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
-		m.Commit = strings.TrimSpace(string(out))
-	} else if info, ok := debug.ReadBuildInfo(); ok {
-		// Outside the repository, the commit the binary was built from.
-		for _, s := range info.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 7 {
-				m.Commit = s.Value[:7]
-			}
+	m.Commit = buildCommit()
+	if m.Commit == "" {
+		// A binary built without version control stamps (go run, -buildvcs=false).
+		if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+			m.Commit = strings.TrimSpace(string(out))
 		}
 	}
 	return m
+}
+
+// buildCommit returns the short commit the running binary was built from,
+// with "-dirty" when the tree had uncommitted changes, or "" when the
+// build recorded none.
+func buildCommit() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	commit, dirty := "", false
+	for _, s := range info.Settings {
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 7:
+			commit = s.Value[:7]
+		case s.Key == "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if commit != "" && dirty {
+		commit += "-dirty"
+	}
+	return commit
 }
 
 // procField returns the value of the first "name: value" line of a /proc

@@ -251,9 +251,9 @@ func (e *env) uploads(ctx context.Context) error {
 }
 
 // uploadRounds is how many times each upload benchmark runs bota and its
-// baselines one after the other. The figures are the medians: the speed
-// of a virtual disk moves a lot from one minute to the next, and turns
-// that alternate share the moves more evenly than one long run of each.
+// baselines in turn, reporting the medians. On the 2-core virtual machine
+// of docs/benchmarks.md, dd alone wrote 1 GiB at 486 to 2,242 MiB/s in
+// three rounds a few seconds apart, so one run of each compares little.
 const uploadRounds = 3
 
 func (e *env) uploadBig(ctx context.Context, srv *botaServer, up *uploader, tusd *process, label, path string,
