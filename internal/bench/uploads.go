@@ -244,8 +244,8 @@ func (e *env) uploads(ctx context.Context) error {
 		return err
 	}
 	e.report.note("uploads: bota fsyncs each file before answering, as dd conv=fsync does; tusd v2.9.1 "+
-		"(file store) does not fsync; upload-complete measures each audio file with ffprobe and an "+
-		"ffmpeg decode; %d files in flight in the many-files runs; PUT, dd and tusd figures are medians of %d "+
+		"(file store) does not fsync; upload-complete runs ffprobe on each WAV file and takes its "+
+		"duration from the header; %d files in flight in the many-files runs; PUT, dd and tusd figures are medians of %d "+
 		"rounds that alternate bota and its baselines", uploadWorkers, uploadRounds)
 	return nil
 }
