@@ -4,16 +4,17 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"sync"
 )
 
 // execBatch runs the single-statement writes of a single-writer engine in
 // shared transactions (group commit). A writer queues its statement and
-// then waits for the write mutex; whoever gets the mutex first runs every
-// statement queued by then in one transaction, preparing each distinct
-// query once, and hands each writer its own result. Writers that arrive
-// while a batch runs form the next one, so under load one commit serves
-// many writes, and a lone writer runs in a transaction of its own.
+// then waits for the write slot. The writer that gets the slot runs every
+// statement queued by then in one transaction, preparing each distinct query once,
+// and hands each writer its own result. Writers that arrive while a batch
+// runs form the next one, so under load one commit serves many writes,
+// and a lone writer runs in a transaction of its own.
 type execBatch struct {
 	mu    sync.Mutex
 	queue []*batchedExec
@@ -28,15 +29,32 @@ type batchedExec struct {
 }
 
 // exec runs query with args through the next batch and returns its own
-// result. writeMu is the store's write mutex.
-func (b *execBatch) exec(ctx context.Context, db *sql.DB, writeMu *sync.Mutex, stmts *stmtCache,
+// result. slot is the store's write slot.
+func (b *execBatch) exec(ctx context.Context, db *sql.DB, slot chan struct{}, stmts *stmtCache,
 	query string, args []any) (sql.Result, error) {
 	w := &batchedExec{query: query, args: args, done: make(chan struct{})}
 	b.mu.Lock()
 	b.queue = append(b.queue, w)
 	b.mu.Unlock()
 
-	writeMu.Lock()
+	select {
+	case slot <- struct{}{}:
+		b.lead(ctx, db, slot, stmts)
+	case <-w.done:
+		// The holder of the slot ran this statement with its batch.
+	case <-ctx.Done():
+		if b.withdraw(w) {
+			return nil, fmt.Errorf("wait for the write lock: %w", ctx.Err())
+		}
+		// A batch took the statement already; its result is on the way.
+	}
+	<-w.done
+	return w.res, w.err
+}
+
+// lead runs the queued statements while holding slot, and releases it.
+func (b *execBatch) lead(ctx context.Context, db *sql.DB, slot chan struct{}, stmts *stmtCache) {
+	defer func() { <-slot }()
 	b.mu.Lock()
 	batch := b.queue
 	b.queue = nil
@@ -45,18 +63,30 @@ func (b *execBatch) exec(ctx context.Context, db *sql.DB, writeMu *sync.Mutex, s
 		// A writer that leaves does not cancel the others' statements.
 		runBatch(context.WithoutCancel(ctx), db, stmts, batch)
 	}
-	writeMu.Unlock()
-
-	// An earlier holder of the mutex may have run this statement; it
-	// finished the batch before it let go of the mutex.
-	<-w.done
-	return w.res, w.err
 }
 
-// runBatch runs batch in one transaction. A statement's error is its
-// own; a failure to begin or commit is every statement's.
+// withdraw removes w from the queue and reports whether it was still
+// there.
+func (b *execBatch) withdraw(w *batchedExec) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	i := slices.Index(b.queue, w)
+	if i < 0 {
+		return false
+	}
+	b.queue = slices.Delete(b.queue, i, i+1)
+	return true
+}
+
+// runBatch runs batch in one transaction and closes every writer's done
+// channel. A failure to begin or commit is every statement's error. When a
+// statement fails, SQLite may have rolled back the whole transaction (on
+// an I/O error, for one), so the transaction is rolled back and every
+// other statement runs again on its own.
 func runBatch(ctx context.Context, db *sql.DB, cache *stmtCache, batch []*batchedExec) {
+	finished := false
 	finish := func(err error) {
+		finished = true
 		for _, w := range batch {
 			if err != nil {
 				w.res, w.err = nil, err
@@ -64,30 +94,74 @@ func runBatch(ctx context.Context, db *sql.DB, cache *stmtCache, batch []*batche
 			close(w.done)
 		}
 	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		finish(fmt.Errorf("begin transaction: %w", err))
+	defer func() {
+		if v := recover(); v != nil {
+			if !finished {
+				finish(fmt.Errorf("write batch panicked: %v", v))
+			}
+			panic(v)
+		}
+	}()
+
+	failed := runInTx(ctx, db, cache, batch)
+	if failed == nil || failed == errBatch {
+		finish(nil)
 		return
 	}
+	for _, w := range batch {
+		if w != failed {
+			w.res, w.err = db.ExecContext(ctx, w.query, w.args...)
+		}
+	}
+	finish(nil)
+}
+
+// errBatch is the marker runInTx returns when the transaction itself
+// failed to begin or commit.
+var errBatch = &batchedExec{}
+
+// runInTx runs batch in one transaction and returns nil when it
+// committed, or the statement that failed, whose error is set. A failure
+// to begin or commit is set on every statement, and runInTx returns
+// errBatch.
+func runInTx(ctx context.Context, db *sql.DB, cache *stmtCache, batch []*batchedExec) (failed *batchedExec) {
+	setAll := func(err error) *batchedExec {
+		for _, w := range batch {
+			w.res, w.err = nil, err
+		}
+		return errBatch
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return setAll(fmt.Errorf("begin transaction: %w", err))
+	}
 	stmts := make(map[string]*sql.Stmt, 2)
+	defer func() {
+		for _, st := range stmts {
+			_ = st.Close()
+		}
+	}()
 	for _, w := range batch {
 		st, ok := stmts[w.query]
 		if !ok {
 			st, err = cache.inTx(ctx, tx, w.query)
-			if err != nil {
-				w.err = err
-				continue
+			if err == nil {
+				stmts[w.query] = st
 			}
-			stmts[w.query] = st
 		}
-		w.res, w.err = st.ExecContext(ctx, w.args...)
-	}
-	for _, st := range stmts {
-		_ = st.Close()
+		if err == nil {
+			w.res, w.err = st.ExecContext(ctx, w.args...)
+			err = w.err
+		} else {
+			w.err = err
+		}
+		if err != nil {
+			_ = tx.Rollback()
+			return w
+		}
 	}
 	if err := tx.Commit(); err != nil {
-		finish(fmt.Errorf("commit transaction: %w", err))
-		return
+		return setAll(fmt.Errorf("commit transaction: %w", err))
 	}
-	finish(nil)
+	return nil
 }

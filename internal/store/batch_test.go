@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/botaserver/bota/internal/model"
 	"github.com/botaserver/bota/internal/store"
@@ -69,5 +70,61 @@ func TestGroupedWritesKeepOwnResults(t *testing.T) {
 	}
 	if want := writers - writers/4; len(users) != want {
 		t.Errorf("%d end users stored, want %d", len(users), want)
+	}
+}
+
+// A writer waiting behind a long transaction gives up with its context,
+// and writes go through again once the transaction ends.
+func TestWriteWaitEndsWithContext(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "bota.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p, err := st.CreateProject(ctx, "wait")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenant := model.Tenant{ProjectID: p.ID, Mode: "test"}
+
+	inTx, release := make(chan struct{}), make(chan struct{})
+	txDone := make(chan error, 1)
+	go func() {
+		txDone <- st.InTx(ctx, func(*store.Store) error {
+			close(inTx)
+			<-release
+			return nil
+		})
+	}()
+	<-inTx
+
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = st.CreateEndUser(short, &model.EndUser{Tenant: tenant})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("write behind a transaction: err = %v, want context.DeadlineExceeded", err)
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Errorf("write gave up after %s, want about 100ms", waited)
+	}
+
+	close(release)
+	if err := <-txDone; err != nil {
+		t.Fatalf("InTx: %v", err)
+	}
+	if err := st.CreateEndUser(ctx, &model.EndUser{Tenant: tenant}); err != nil {
+		t.Errorf("write after the transaction: %v", err)
+	}
+	users, _, err := st.EndUsers(ctx, tenant, store.EndUserFilter{}, store.Page{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(users) != 1 {
+		t.Errorf("%d end users stored, want 1 (the withdrawn write must not land)", len(users))
 	}
 }

@@ -164,7 +164,7 @@ func (s *Store) attachMedia(ctx context.Context, recs []*model.Recording) error 
 		}
 		marks = append(marks, '?')
 	}
-	rows, err := s.query(ctx, `SELECT `+mediaColumns+` FROM media WHERE recording_id IN (`+string(marks)+`)
+	rows, err := s.queryUncached(ctx, `SELECT `+mediaColumns+` FROM media WHERE recording_id IN (`+string(marks)+`)
 		ORDER BY created_at, id`, args...)
 	if err != nil {
 		return fmt.Errorf("list media: %w", err)

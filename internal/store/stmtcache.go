@@ -7,8 +7,9 @@ import (
 )
 
 // maxCachedStmts bounds the statement cache. The store's SQL is a fixed
-// set of texts (a few hundred with the list filters), so the bound only
-// guards against a query built from unbounded input.
+// set of texts, a few hundred with the list filters, because queries with
+// IN lists bypass the cache. The bound guards against a query built from
+// unbounded input.
 const maxCachedStmts = 512
 
 // stmtCache keeps one prepared statement per query text, so that a query
@@ -31,22 +32,26 @@ func newStmtCache(db *sql.DB) *stmtCache {
 // prepared or the cache is full; the caller then runs query unprepared.
 func (c *stmtCache) get(ctx context.Context, query string) *sql.Stmt {
 	c.mu.RLock()
-	st := c.m[query]
+	st, full := c.m[query], len(c.m) >= maxCachedStmts
 	c.mu.RUnlock()
-	if st != nil {
+	if st != nil || full {
 		return st
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if st := c.m[query]; st != nil {
-		return st
-	}
-	if len(c.m) >= maxCachedStmts {
-		return nil
-	}
+	// Preparing waits for a free connection, so it runs outside the lock
+	// and the loser of a race closes its copy.
 	st, err := c.db.PrepareContext(ctx, query)
 	if err != nil {
 		// The unprepared run reports the error.
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cached := c.m[query]; cached != nil {
+		_ = st.Close()
+		return cached
+	}
+	if len(c.m) >= maxCachedStmts {
+		_ = st.Close()
 		return nil
 	}
 	c.m[query] = st

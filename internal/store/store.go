@@ -12,7 +12,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 )
 
@@ -40,9 +39,9 @@ type Dialect interface {
 }
 
 // singleWriter is implemented by a Dialect whose engine runs one write at a
-// time. The store then queues its writers on a mutex in the process, so
-// that they wait their turn in order instead of polling the engine's file
-// lock with sleeps.
+// time. The store then queues its writers on a lock in the process, so
+// that they wait their turn instead of polling the engine's file lock
+// with sleeps.
 type singleWriter interface {
 	SingleWriter() bool
 }
@@ -61,11 +60,12 @@ type Store struct {
 	tx      *sql.Tx
 	dialect Dialect
 	inTx    bool
-	// writeMu is held by every write outside a transaction and for the
-	// whole of every transaction, when the engine has a single writer.
-	writeMu *sync.Mutex
+	// writeSlot is held by every write outside a transaction and for the
+	// whole of every transaction, when the engine has a single writer. It
+	// is a channel of one slot so that a wait for it ends with the context.
+	writeSlot chan struct{}
 	// batch groups the writes outside transactions into shared ones when
-	// there is a write mutex.
+	// there is a write slot.
 	batch *execBatch
 	// stmts keeps prepared statements for the queries run outside
 	// transactions, when the engine does not keep its own.
@@ -78,7 +78,7 @@ type Store struct {
 func New(db *sql.DB, dialect Dialect) *Store {
 	s := &Store{db: db, q: db, dialect: dialect, Now: time.Now}
 	if w, ok := dialect.(singleWriter); ok && w.SingleWriter() {
-		s.writeMu = new(sync.Mutex)
+		s.writeSlot = make(chan struct{}, 1)
 		s.batch = new(execBatch)
 		s.stmts = newStmtCache(db)
 	}
@@ -112,13 +112,19 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Store) error) error {
 	if s.inTx {
 		return fn(s)
 	}
-	unlock := s.lockWrites()
-	defer unlock()
+	if s.writeSlot != nil {
+		select {
+		case s.writeSlot <- struct{}{}:
+			defer func() { <-s.writeSlot }()
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the write lock: %w", ctx.Err())
+		}
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	txStore := &Store{db: s.db, q: tx, tx: tx, dialect: s.dialect, inTx: true, writeMu: s.writeMu, Now: s.Now}
+	txStore := &Store{db: s.db, q: tx, tx: tx, dialect: s.dialect, inTx: true, writeSlot: s.writeSlot, Now: s.Now}
 	if err := fn(txStore); err != nil {
 		_ = tx.Rollback()
 		return err
@@ -129,19 +135,9 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Store) error) error {
 	return nil
 }
 
-// lockWrites takes the write mutex, when there is one and s is not in a
-// transaction (which holds it already), and returns its release.
-func (s *Store) lockWrites() func() {
-	if s.writeMu == nil || s.inTx {
-		return func() {}
-	}
-	s.writeMu.Lock()
-	return s.writeMu.Unlock
-}
-
 func (s *Store) exec(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
 	if s.batch != nil && !s.inTx {
-		res, err = s.batch.exec(ctx, s.db, s.writeMu, s.stmts, s.dialect.Rebind(query), args)
+		res, err = s.batch.exec(ctx, s.db, s.writeSlot, s.stmts, s.dialect.Rebind(query), args)
 	} else {
 		res, err = s.q.ExecContext(ctx, s.dialect.Rebind(query), args...)
 	}
@@ -149,6 +145,12 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (res sql.Re
 		return nil, fmt.Errorf("%w: %w", ErrConflict, err)
 	}
 	return res, err
+}
+
+// queryUncached runs a query whose text varies with its arguments (an IN
+// list), which would only fill the statement cache.
+func (s *Store) queryUncached(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return s.q.QueryContext(ctx, s.dialect.Rebind(query), args...)
 }
 
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {

@@ -402,7 +402,7 @@ func (s *Store) loadWebhookAttempts(ctx context.Context, ds []*WebhookDelivery) 
 		marks = append(marks, '?')
 		args = append(args, d.ID)
 	}
-	rows, err := s.query(ctx, `SELECT delivery_id, attempted_at, status_code, duration_ms, error,
+	rows, err := s.queryUncached(ctx, `SELECT delivery_id, attempted_at, status_code, duration_ms, error,
 		response_snippet FROM webhook_attempts WHERE delivery_id IN (`+string(marks)+`)
 		ORDER BY attempted_at, id`, args...)
 	if err != nil {

@@ -85,3 +85,35 @@ func TestMetaFileStillRead(t *testing.T) {
 		t.Errorf("Stat = %+v, want SHA256 abc123 and size %d", info, len(data))
 	}
 }
+
+// Writing a key again removes the meta file an earlier write left, so a
+// copy of the folder that loses the attributes cannot show old digests.
+func TestRewriteDropsOldMetaFile(t *testing.T) {
+	srv := newServer(t, 0)
+	if !attrsSupported(t, srv.dir) {
+		t.Skip("the file system keeps no user extended attributes")
+	}
+	ctx := context.Background()
+	metaFile := filepath.Join(srv.dir, "meta", filepath.FromSlash(testKey))
+	if err := os.MkdirAll(filepath.Dir(metaFile), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(metaFile, []byte("audio/x-old\nabc123\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("new bytes")
+	if err := srv.store.Put(ctx, testKey, bytes.NewReader(data), int64(len(data)), "audio/wav"); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if _, err := os.Stat(metaFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("old meta file still there after a new write (err %v)", err)
+	}
+	info, err := srv.store.Stat(ctx, testKey)
+	if err != nil {
+		t.Fatalf("Stat: %v", err)
+	}
+	sum := sha256.Sum256(data)
+	if want := hex.EncodeToString(sum[:]); info.SHA256 != want {
+		t.Errorf("SHA256 = %q, want %q", info.SHA256, want)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"sync"
@@ -138,6 +139,12 @@ func (s *Store) commit(key, tmpName, meta string) error {
 		if err := s.writeMeta(path.Join(metaDir, key), meta); err != nil {
 			return err
 		}
+	} else if err := s.root.Remove(path.Join(metaDir, key)); err != nil &&
+		!errors.Is(err, fs.ErrNotExist) && !isNotDir(err) {
+		// A meta file left by an earlier write of the key would speak for
+		// the new bytes wherever the attribute is lost (a copy without
+		// extended attributes).
+		return fmt.Errorf("remove old meta file: %w", err)
 	}
 	if err := s.root.Rename(tmpName, objectName); err != nil {
 		return fmt.Errorf("rename temp file into place: %w", err)
