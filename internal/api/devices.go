@@ -480,13 +480,16 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, p *auth.Princ
 		return errInternal(err)
 	}
 
-	// NOTE: commands and OTA manifests ride on this reply once device
-	// commands and firmware exist; until then both are empty.
-	writeJSON(w, http.StatusOK, map[string]any{
-		"status": "ok", "commands": []any{}, "ota": nil, "config_version": 0,
-	})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(heartbeatReply)
 	return nil
 }
+
+// heartbeatReply is the body of every heartbeat's 200, encoded once.
+// NOTE: commands and OTA manifests ride on this reply once device commands
+// and firmware exist; until then both are empty.
+var heartbeatReply = []byte(`{"commands":[],"config_version":0,"ota":null,"status":"ok"}` + "\n")
 
 // heartbeatDeviceID returns the device a heartbeat is for: a device token's
 // own device ("me" or its id), or the path's id for a key.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -46,8 +47,9 @@ func (s *Server) withRequestID(next http.Handler) http.Handler {
 		start := time.Now()
 		reqID := ids.New(ids.Request)
 		w.Header().Set("Request-Id", reqID)
-		log := s.log.With("request_id", reqID, "method", r.Method, "path", truncate(r.URL.Path, 200))
-		ctx := context.WithValue(r.Context(), keyLogger, log)
+		rlog := &requestLog{base: s.log,
+			attrs: []any{"request_id", reqID, "method", r.Method, "path", truncate(r.URL.Path, 200)}}
+		ctx := context.WithValue(r.Context(), keyLogger, rlog)
 		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
@@ -55,7 +57,7 @@ func (s *Server) withRequestID(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				log.Error("HandlerPanicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				rlog.logger().Error("HandlerPanicked", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				if sw.status == 0 {
 					writeError(sw, r, errInternal(fmt.Errorf("panic: %v", v)))
 				}
@@ -70,8 +72,10 @@ func (s *Server) withRequestID(next http.Handler) http.Handler {
 				pattern = "unmatched"
 			}
 			s.metrics.observe(pattern, status, elapsed)
-			log.Debug("RequestCompleted", "status", status, "duration_ms", elapsed.Milliseconds(),
-				"bytes", sw.bytes)
+			if s.log.Enabled(ctx, slog.LevelDebug) {
+				rlog.logger().Debug("RequestCompleted", "status", status,
+					"duration_ms", elapsed.Milliseconds(), "bytes", sw.bytes)
+			}
 		}()
 		next.ServeHTTP(sw, r)
 	})
@@ -109,8 +113,8 @@ func (s *Server) guard(a access, h handlerFunc) http.HandlerFunc {
 			return
 		}
 		ctx := context.WithValue(r.Context(), keyPrincipal, p)
-		log := loggerFrom(ctx).With("project_id", p.ProjectID, "mode", p.Mode, "credential", p.KeyID)
-		r = r.WithContext(context.WithValue(ctx, keyLogger, log))
+		rlog := requestLogFrom(ctx).with("project_id", p.ProjectID, "mode", p.Mode, "credential", p.KeyID)
+		r = r.WithContext(context.WithValue(ctx, keyLogger, rlog))
 
 		if err := s.limits.allow(w, p, a.limit); err != nil {
 			writeError(w, r, err)

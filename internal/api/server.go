@@ -7,6 +7,8 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/botaserver/bota/internal/auth"
@@ -133,11 +135,37 @@ const (
 	keyPrincipal
 )
 
-func loggerFrom(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(keyLogger).(*slog.Logger); ok {
+// requestLog is the logger of one request, made on first use: slog
+// formats a logger's attributes when the logger is made, and most requests
+// log nothing at the usual levels.
+type requestLog struct {
+	base  *slog.Logger
+	attrs []any
+	once  sync.Once
+	log   *slog.Logger
+}
+
+func (l *requestLog) logger() *slog.Logger {
+	l.once.Do(func() { l.log = l.base.With(l.attrs...) })
+	return l.log
+}
+
+// with returns the request's logger with args added to its attributes.
+func (l *requestLog) with(args ...any) *requestLog {
+	return &requestLog{base: l.base, attrs: append(slices.Clip(l.attrs), args...)}
+}
+
+// requestLogFrom returns the request's logger, or one over slog.Default
+// outside a request.
+func requestLogFrom(ctx context.Context) *requestLog {
+	if l, ok := ctx.Value(keyLogger).(*requestLog); ok {
 		return l
 	}
-	return slog.Default()
+	return &requestLog{base: slog.Default()}
+}
+
+func loggerFrom(ctx context.Context) *slog.Logger {
+	return requestLogFrom(ctx).logger()
 }
 
 func principalFrom(ctx context.Context) *auth.Principal {
