@@ -75,6 +75,14 @@ func (e *env) readsOn(ctx context.Context, engine string, opts serverOptions, ro
 		return err
 	}
 	e.log.Info("RecordingsLoaded", "engine", engine, "rows", rows, "duration", time.Since(start).String())
+	if engine == "PostgreSQL" {
+		// PostgreSQL's autovacuum gathers statistics within a minute or so
+		// of a bulk load; the measurement starts sooner, so it gathers them
+		// itself, or the planner may still be guessing when the run starts.
+		if _, err := st.DB().ExecContext(ctx, "ANALYZE"); err != nil {
+			return fmt.Errorf("analyze: %w", err)
+		}
+	}
 
 	srv, err := startBota(ctx, e.cfg.Binary, opts, &fx.proj)
 	if err != nil {
