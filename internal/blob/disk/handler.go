@@ -212,7 +212,7 @@ func (s *Store) servePut(w http.ResponseWriter, r *http.Request, log *slog.Logge
 }
 
 func (s *Store) serveGet(w http.ResponseWriter, r *http.Request, log *slog.Logger, key string) {
-	f, fi, err := s.openObject(key)
+	f, fi, err := s.openObject("open", key)
 	if errors.Is(err, blob.ErrNotFound) {
 		s.writeError(w, &httpError{http.StatusNotFound, "not_found", "the object does not exist"})
 		return
@@ -225,7 +225,8 @@ func (s *Store) serveGet(w http.ResponseWriter, r *http.Request, log *slog.Logge
 	}
 	defer func() { _ = f.Close() }()
 
-	w.Header().Set("Content-Type", s.contentType(key))
+	contentType, _ := s.meta(key, f)
+	w.Header().Set("Content-Type", contentType)
 	// ServeContent sets Content-Length and handles HEAD and Range requests.
 	http.ServeContent(w, r, "", fi.ModTime(), f)
 }

@@ -33,7 +33,7 @@ func TestDigestTravelsWithObject(t *testing.T) {
 	data := bytes.Repeat([]byte("speech "), 1000)
 	sum := sha256.Sum256(data)
 	want := hex.EncodeToString(sum[:])
-	// The longest content type the store takes leaves room for the digest.
+	// A content type of the maximum length leaves room for the digest.
 	longType := "audio/" + strings.Repeat("x", 249)
 	for key, contentType := range map[string]string{testKey: "audio/wav", "proj/rec/long.wav": longType} {
 		if err := srv.store.Put(ctx, key, bytes.NewReader(data), int64(len(data)), contentType); err != nil {

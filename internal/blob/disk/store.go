@@ -160,64 +160,50 @@ func (s *Store) Close() error {
 
 // Stat returns the size and modification time of the object at key.
 func (s *Store) Stat(_ context.Context, key string) (blob.Info, error) {
-	if err := validateKey(key); err != nil {
-		return blob.Info{}, fmt.Errorf("disk: stat %q: %w", key, err)
-	}
-	fi, err := s.root.Stat(path.Join(objectsDir, key))
+	f, fi, err := s.openObject("stat", key)
 	if err != nil {
-		return blob.Info{}, s.mapNotFound("stat", key, err)
+		return blob.Info{}, err
 	}
-	if !fi.Mode().IsRegular() {
-		return blob.Info{}, fmt.Errorf("disk: stat %q: %w", key, blob.ErrNotFound)
-	}
-	_, sum := s.meta(key)
+	defer f.Close()
+	_, sum := s.meta(key, f)
 	return blob.Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), SHA256: sum}, nil
 }
 
 // Open returns the object at key as an *os.File.
 func (s *Store) Open(_ context.Context, key string) (io.ReadCloser, error) {
-	f, _, err := s.openObject(key)
+	f, _, err := s.openObject("open", key)
 	return f, err
 }
 
-// openObject opens the object at key and checks it is a regular file.
-func (s *Store) openObject(key string) (*os.File, fs.FileInfo, error) {
+// openObject opens the object at key and checks it is a regular file. op
+// names the operation in errors.
+func (s *Store) openObject(op, key string) (*os.File, fs.FileInfo, error) {
 	if err := validateKey(key); err != nil {
-		return nil, nil, fmt.Errorf("disk: open %q: %w", key, err)
+		return nil, nil, fmt.Errorf("disk: %s %q: %w", op, key, err)
 	}
 	f, err := s.root.Open(path.Join(objectsDir, key))
 	if err != nil {
-		return nil, nil, s.mapNotFound("open", key, err)
+		return nil, nil, s.mapNotFound(op, key, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		_ = f.Close()
-		return nil, nil, fmt.Errorf("disk: open %q: %w", key, err)
+		return nil, nil, fmt.Errorf("disk: %s %q: %w", op, key, err)
 	}
 	if !fi.Mode().IsRegular() {
 		_ = f.Close()
-		return nil, nil, fmt.Errorf("disk: open %q: %w", key, blob.ErrNotFound)
+		return nil, nil, fmt.Errorf("disk: %s %q: %w", op, key, blob.ErrNotFound)
 	}
 	return f, fi, nil
 }
 
-// contentType returns the content type stored with key, or
-// application/octet-stream when none is stored.
-func (s *Store) contentType(key string) string {
-	ct, _ := s.meta(key)
-	return ct
-}
-
-// meta returns the content type and hex SHA-256 stored with key: on the
-// object file, or in its meta file when the file system keeps no
-// attributes. Objects written before the digest was kept have an empty
-// digest.
-func (s *Store) meta(key string) (contentType, sha256Hex string) {
-	raw, ok := "", false
-	if f, err := s.root.Open(path.Join(objectsDir, key)); err == nil {
-		raw, ok = metaAttrOf(f)
-		_ = f.Close()
-	}
+// meta returns the content type and hex SHA-256 stored with the object
+// key, open as f: in the file's attribute, or in its meta file when the
+// file system keeps no attributes. The content type defaults to
+// application/octet-stream, and objects written before the digest was kept
+// have an empty digest.
+func (s *Store) meta(key string, f *os.File) (contentType, sha256Hex string) {
+	raw, ok := metaAttrOf(f)
 	if !ok {
 		b, err := s.root.ReadFile(path.Join(metaDir, key))
 		if err != nil {

@@ -81,15 +81,14 @@ func (s *Store) write(ctx context.Context, key string, r io.Reader, size int64,
 	if n > size {
 		return fmt.Errorf("%w of %d bytes", errBodyTooLong, size)
 	}
-	// The content type and digest ride on the file itself when the file
+	// The content type and digest go on the file itself when the file
 	// system allows, so that one fsync and one rename make them durable
-	// together with the bytes.
-	meta := contentType + "\n" + hex.EncodeToString(digest.Sum(nil))
-	metaOnFile := false
+	// together with the bytes. Otherwise sideMeta goes to a meta file.
+	sideMeta := contentType + "\n" + hex.EncodeToString(digest.Sum(nil))
 	if !s.noAttrs.Load() {
-		switch err := setMetaAttr(f, meta); {
+		switch err := setMetaAttr(f, sideMeta); {
 		case err == nil:
-			metaOnFile = true
+			sideMeta = ""
 		case errors.Is(err, errors.ErrUnsupported):
 			s.noAttrs.Store(true)
 			s.log.Info("BlobAttributesUnsupported", "dir", s.dir)
@@ -106,10 +105,7 @@ func (s *Store) write(ctx context.Context, key string, r io.Reader, size int64,
 		return fmt.Errorf("close temp file: %w", closeErr)
 	}
 
-	if metaOnFile {
-		meta = ""
-	}
-	if err := s.commit(key, tmpName, meta); err != nil {
+	if err := s.commit(key, tmpName, sideMeta); err != nil {
 		return err
 	}
 	committed = true
@@ -117,17 +113,17 @@ func (s *Store) write(ctx context.Context, key string, r io.Reader, size int64,
 }
 
 // commit renames the temp file to objects/<key> and fsyncs its directory
-// so the rename survives a crash. A non-empty meta (the content type and
-// SHA-256, when the file system keeps no attributes) goes to meta/<key>
-// first.
-func (s *Store) commit(key, tmpName, meta string) error {
+// so the rename survives a crash. A non-empty sideMeta (the content type
+// and SHA-256, when the file system keeps no attributes) goes to
+// meta/<key> first.
+func (s *Store) commit(key, tmpName, sideMeta string) error {
 	lock := s.commitLock(key)
 	lock.Lock()
 	defer lock.Unlock()
 
 	objectName := path.Join(objectsDir, key)
 	dirs := []string{path.Dir(objectName)}
-	if meta != "" {
+	if sideMeta != "" {
 		dirs = append(dirs, path.Dir(path.Join(metaDir, key)))
 	}
 	for _, dir := range dirs {
@@ -135,8 +131,8 @@ func (s *Store) commit(key, tmpName, meta string) error {
 			return fmt.Errorf("create directory %s: %w", dir, err)
 		}
 	}
-	if meta != "" {
-		if err := s.writeMeta(path.Join(metaDir, key), meta); err != nil {
+	if sideMeta != "" {
+		if err := s.writeMeta(path.Join(metaDir, key), sideMeta); err != nil {
 			return err
 		}
 	} else if err := s.root.Remove(path.Join(metaDir, key)); err != nil &&
@@ -209,8 +205,8 @@ func isNotDir(err error) bool {
 // copyToFile copies src to f through bufs, hashing every byte into
 // digest. The hashing runs in a goroutine of its own, a buffer behind the
 // file writes, so that it uses another core while the next bytes arrive.
-// It stands in for io.CopyBuffer, which would hand the copy to
-// (*os.File).ReadFrom and bypass both the digest and the fixed buffers.
+// io.CopyBuffer would not do: it hands the copy to (*os.File).ReadFrom,
+// which bypasses both the digest and the fixed buffers.
 func copyToFile(f *os.File, digest io.Writer, src io.Reader, bufs [][]byte) (int64, error) {
 	free := make(chan []byte, len(bufs))
 	for _, b := range bufs {
