@@ -76,9 +76,9 @@ func (e *env) readsOn(ctx context.Context, engine string, opts serverOptions, ro
 	}
 	e.log.Info("RecordingsLoaded", "engine", engine, "rows", rows, "duration", time.Since(start).String())
 	if engine == "PostgreSQL" {
-		// PostgreSQL's autovacuum gathers statistics within a minute or so
-		// of a bulk load; the measurement starts sooner, so it gathers them
-		// itself, or the planner may still be guessing when the run starts.
+		// Autovacuum gathers statistics about a minute after a bulk load
+		// (autovacuum_naptime). The measurement starts sooner, so it
+		// gathers them itself rather than race autovacuum.
 		if _, err := st.DB().ExecContext(ctx, "ANALYZE"); err != nil {
 			return fmt.Errorf("analyze: %w", err)
 		}

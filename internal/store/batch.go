@@ -11,8 +11,8 @@ import (
 // execBatch runs the single-statement writes of a single-writer engine in
 // shared transactions (group commit). A writer queues its statement and
 // then waits for the write slot. The writer that gets the slot runs every
-// statement queued by then in one transaction, preparing each distinct query once,
-// and hands each writer its own result. Writers that arrive while a batch
+// statement queued by then in one transaction, preparing each distinct
+// query once, and hands each writer its own result. Writers that arrive while a batch
 // runs form the next one, so under load one commit serves many writes,
 // and a lone writer runs in a transaction of its own.
 type execBatch struct {
@@ -84,52 +84,39 @@ func (b *execBatch) withdraw(w *batchedExec) bool {
 // an I/O error, for one), so the transaction is rolled back and every
 // other statement runs again on its own.
 func runBatch(ctx context.Context, db *sql.DB, cache *stmtCache, batch []*batchedExec) {
-	finished := false
-	finish := func(err error) {
-		finished = true
-		for _, w := range batch {
-			if err != nil {
-				w.res, w.err = nil, err
-			}
-			close(w.done)
-		}
-	}
 	defer func() {
+		// A panic comes before any done channel is closed.
 		if v := recover(); v != nil {
-			if !finished {
-				finish(fmt.Errorf("write batch panicked: %v", v))
+			for _, w := range batch {
+				w.res, w.err = nil, fmt.Errorf("write batch panicked: %v", v)
+				close(w.done)
 			}
 			panic(v)
 		}
 	}()
 
-	failed := runInTx(ctx, db, cache, batch)
-	if failed == nil || failed == errBatch {
-		finish(nil)
-		return
-	}
-	for _, w := range batch {
-		if w != failed {
-			w.res, w.err = db.ExecContext(ctx, w.query, w.args...)
+	if failed := runInTx(ctx, db, cache, batch); failed >= 0 {
+		for i, w := range batch {
+			if i != failed {
+				w.res, w.err = db.ExecContext(ctx, w.query, w.args...)
+			}
 		}
 	}
-	finish(nil)
+	for _, w := range batch {
+		close(w.done)
+	}
 }
 
-// errBatch is the marker runInTx returns when the transaction itself
-// failed to begin or commit.
-var errBatch = &batchedExec{}
-
-// runInTx runs batch in one transaction and returns nil when it
-// committed, or the statement that failed, whose error is set. A failure
-// to begin or commit is set on every statement, and runInTx returns
-// errBatch.
-func runInTx(ctx context.Context, db *sql.DB, cache *stmtCache, batch []*batchedExec) (failed *batchedExec) {
-	setAll := func(err error) *batchedExec {
+// runInTx runs batch in one transaction and sets each statement's result.
+// It returns the index of the statement that failed, after rolling back,
+// or -1. A failure to begin or commit is set on every statement, and
+// runInTx then returns -1 as well, because nothing is left to retry.
+func runInTx(ctx context.Context, db *sql.DB, cache *stmtCache, batch []*batchedExec) (failed int) {
+	setAll := func(err error) int {
 		for _, w := range batch {
 			w.res, w.err = nil, err
 		}
-		return errBatch
+		return -1
 	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -141,27 +128,23 @@ func runInTx(ctx context.Context, db *sql.DB, cache *stmtCache, batch []*batched
 			_ = st.Close()
 		}
 	}()
-	for _, w := range batch {
+	for i, w := range batch {
 		st, ok := stmts[w.query]
 		if !ok {
-			st, err = cache.inTx(ctx, tx, w.query)
-			if err == nil {
-				stmts[w.query] = st
+			if st, err = cache.inTx(ctx, tx, w.query); err != nil {
+				w.err = err
+				_ = tx.Rollback()
+				return i
 			}
+			stmts[w.query] = st
 		}
-		if err == nil {
-			w.res, w.err = st.ExecContext(ctx, w.args...)
-			err = w.err
-		} else {
-			w.err = err
-		}
-		if err != nil {
+		if w.res, w.err = st.ExecContext(ctx, w.args...); w.err != nil {
 			_ = tx.Rollback()
-			return w
+			return i
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return setAll(fmt.Errorf("commit transaction: %w", err))
 	}
-	return nil
+	return -1
 }

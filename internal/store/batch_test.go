@@ -14,14 +14,15 @@ import (
 	"github.com/botaserver/bota/internal/store/sqlite"
 )
 
-// Writes that share a SQLite transaction keep their own outcomes: a
-// conflict fails its writer alone and every other row lands.
-func TestGroupedWritesKeepOwnResults(t *testing.T) {
+// sqliteTenant returns a migrated SQLite store in a temporary folder and
+// the test mode of a new project in it.
+func sqliteTenant(t *testing.T) (*store.Store, model.Tenant) {
+	t.Helper()
 	st, err := sqlite.Open(filepath.Join(t.TempDir(), "bota.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
 	ctx := context.Background()
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
@@ -30,7 +31,14 @@ func TestGroupedWritesKeepOwnResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tenant := model.Tenant{ProjectID: p.ID, Mode: "test"}
+	return st, model.Tenant{ProjectID: p.ID, Mode: "test"}
+}
+
+// Writes that share a SQLite transaction keep their own outcomes: a
+// conflict fails its writer alone and every other row lands.
+func TestGroupedWritesKeepOwnResults(t *testing.T) {
+	st, tenant := sqliteTenant(t)
+	ctx := context.Background()
 
 	// 200 writers, 64 at a time, and every fourth external id is used
 	// twice.
@@ -76,20 +84,8 @@ func TestGroupedWritesKeepOwnResults(t *testing.T) {
 // A writer waiting behind a long transaction gives up with its context,
 // and writes go through again once the transaction ends.
 func TestWriteWaitEndsWithContext(t *testing.T) {
-	st, err := sqlite.Open(filepath.Join(t.TempDir(), "bota.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st, tenant := sqliteTenant(t)
 	ctx := context.Background()
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	p, err := st.CreateProject(ctx, "wait")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tenant := model.Tenant{ProjectID: p.ID, Mode: "test"}
 
 	inTx, release := make(chan struct{}), make(chan struct{})
 	txDone := make(chan error, 1)
@@ -105,7 +101,7 @@ func TestWriteWaitEndsWithContext(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err = st.CreateEndUser(short, &model.EndUser{Tenant: tenant})
+	err := st.CreateEndUser(short, &model.EndUser{Tenant: tenant})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("write behind a transaction: err = %v, want context.DeadlineExceeded", err)
 	}

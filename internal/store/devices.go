@@ -356,8 +356,8 @@ type Heartbeat struct {
 	SignalStrengthDBM *int
 	FirmwareVersion   *string
 	Name              *string
-	// StatePatch holds the recording_state fields the heartbeat reports,
-	// as a JSON object merged key by key into the stored one; nil leaves
+	// StatePatch is the JSON object of the recording_state fields the
+	// heartbeat reports, merged key by key into the stored one. Nil leaves
 	// recording_state as it is.
 	StatePatch json.RawMessage
 }

@@ -14,8 +14,9 @@ const maxCachedStmts = 512
 
 // stmtCache keeps one prepared statement per query text, so that a query
 // run again skips SQLite's parser, which took more CPU than running the
-// query itself in profiles of heartbeats. database/sql prepares each statement on a connection the first
-// time it runs there and keeps it for that connection. A statement's
+// query itself in profiles of heartbeats. database/sql prepares each
+// statement on a connection the first time it runs there and keeps it for
+// that connection. A statement's
 // rows reset it when they are closed, so a cached statement holds no read
 // snapshot between uses.
 type stmtCache struct {

@@ -63,6 +63,7 @@ type Store struct {
 	// writeSlot is held by every write outside a transaction and for the
 	// whole of every transaction, when the engine has a single writer. It
 	// is a channel of one slot so that a wait for it ends with the context.
+	// It, batch and stmts are nil in the Store of a transaction.
 	writeSlot chan struct{}
 	// batch groups the writes outside transactions into shared ones when
 	// there is a write slot.
@@ -124,7 +125,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Store) error) error {
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	txStore := &Store{db: s.db, q: tx, tx: tx, dialect: s.dialect, inTx: true, writeSlot: s.writeSlot, Now: s.Now}
+	txStore := &Store{db: s.db, q: tx, tx: tx, dialect: s.dialect, inTx: true, Now: s.Now}
 	if err := fn(txStore); err != nil {
 		_ = tx.Rollback()
 		return err
@@ -136,7 +137,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Store) error) error {
 }
 
 func (s *Store) exec(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
-	if s.batch != nil && !s.inTx {
+	if s.batch != nil {
 		res, err = s.batch.exec(ctx, s.db, s.writeSlot, s.stmts, s.dialect.Rebind(query), args)
 	} else {
 		res, err = s.q.ExecContext(ctx, s.dialect.Rebind(query), args...)
@@ -153,22 +154,28 @@ func (s *Store) queryUncached(ctx context.Context, query string, args ...any) (*
 	return s.q.QueryContext(ctx, s.dialect.Rebind(query), args...)
 }
 
+// prepared returns the cached statement of the rebound query, or nil when
+// the store keeps none for it (in a transaction, on an engine that caches
+// its own, or when the cache is full).
+func (s *Store) prepared(ctx context.Context, query string) *sql.Stmt {
+	if s.stmts == nil {
+		return nil
+	}
+	return s.stmts.get(ctx, query)
+}
+
 func (s *Store) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	query = s.dialect.Rebind(query)
-	if s.stmts != nil && !s.inTx {
-		if st := s.stmts.get(ctx, query); st != nil {
-			return st.QueryContext(ctx, args...)
-		}
+	if st := s.prepared(ctx, query); st != nil {
+		return st.QueryContext(ctx, args...)
 	}
 	return s.q.QueryContext(ctx, query, args...)
 }
 
 func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	query = s.dialect.Rebind(query)
-	if s.stmts != nil && !s.inTx {
-		if st := s.stmts.get(ctx, query); st != nil {
-			return st.QueryRowContext(ctx, args...)
-		}
+	if st := s.prepared(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
 	}
 	return s.q.QueryRowContext(ctx, query, args...)
 }
