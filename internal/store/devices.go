@@ -311,28 +311,29 @@ func (s *Store) UnbindDevice(ctx context.Context, t model.Tenant, id string) (*m
 // not revoked, not expired, and not past its grace period. The first use of
 // a token revokes the token it replaced.
 func (s *Store) DeviceTokenByHash(ctx context.Context, hash string) (*model.DeviceToken, error) {
-	var tok model.DeviceToken
-	var created int64
-	var expires, revoked, grace, firstUsed sql.NullInt64
-	var replaced sql.NullString
-	err := s.queryRow(ctx, `SELECT id, device_id, project_id, mode, created_at, expires_at, revoked_at,
-		grace_until, replaced_by, first_used_at FROM device_tokens WHERE token_hash = ?`, hash).
-		Scan(&tok.ID, &tok.DeviceID, &tok.ProjectID, &tok.Mode, &created, &expires, &revoked, &grace,
-			&replaced, &firstUsed)
-	if errors.Is(err, sql.ErrNoRows) {
+	r := &tokenRead{hash: hash}
+	if s.tokenReads != nil {
+		if err := s.tokenReads.do(ctx, r); err != nil {
+			return nil, fmt.Errorf("read device token: %w", err)
+		}
+	} else {
+		s.readTokens(ctx, []*tokenRead{r})
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("read device token: %w", r.err)
+	}
+	if !r.found {
 		return nil, ErrNotFound
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read device token: %w", err)
-	}
+	tok, expires, revoked, grace, firstUsed := r.tok, r.expires, r.revoked, r.grace, r.firstUsed
 	now := s.nowMs()
 	if revoked.Valid || (expires.Valid && now >= expires.Int64) || (grace.Valid && now >= grace.Int64) {
 		return nil, ErrNotFound
 	}
-	tok.CreatedAt = fromMs(created)
+	tok.CreatedAt = fromMs(r.created)
 	tok.ExpiresAt = fromNullMs(expires)
 	tok.GraceUntil = fromNullMs(grace)
-	tok.ReplacedBy = fromNullString(replaced)
+	tok.ReplacedBy = fromNullString(r.replaced)
 	tok.FirstUsedAt = fromNullMs(firstUsed)
 	if !firstUsed.Valid {
 		if _, err := s.exec(ctx, `UPDATE device_tokens SET first_used_at = ? WHERE id = ? AND first_used_at IS NULL`,
@@ -363,32 +364,27 @@ type Heartbeat struct {
 }
 
 // emptyRecordingState is the recording_state a device's first report
-// merges into.
-const emptyRecordingState = `{"device_state":null,"pending_recordings":null,"flags":null,"connection_type":[]}`
+// merges into, as an SQL literal.
+const emptyRecordingState = `'{"device_state":null,"pending_recordings":null,"flags":null,"connection_type":[]}'`
 
 // RecordHeartbeat stores a heartbeat. It is ErrNotFound when the tenant
 // has no such device.
 func (s *Store) RecordHeartbeat(ctx context.Context, t model.Tenant, id string, h Heartbeat) error {
-	now := s.nowMs()
-	args := []any{intPtr(h.BatteryPercent), intPtr(h.StorageUsedMB), intPtr(h.StorageTotalMB),
-		intPtr(h.SignalStrengthDBM), strPtr(h.FirmwareVersion), strPtr(h.Name)}
-	// The merge runs in the UPDATE, so a heartbeat never reads the device
-	// first and two reports cannot overwrite each other's fields.
-	state := ""
-	if h.StatePatch != nil {
-		state = "recording_state = " + s.dialect.MergeJSON("COALESCE(recording_state, ?)", "?") + ","
-		args = append(args, emptyRecordingState, string(h.StatePatch))
+	c := &heartbeatCall{tenant: t, id: id, h: h, now: s.nowMs()}
+	if s.heartbeats != nil {
+		if err := s.heartbeats.do(ctx, c); err != nil {
+			return fmt.Errorf("record heartbeat: %w", err)
+		}
+	} else {
+		c.err = s.updateHeartbeats(ctx, []*heartbeatCall{c})
 	}
-	args = append(args, now, now, id, t.ProjectID, t.Mode)
-	return s.execOne(ctx, `UPDATE devices SET
-		battery_percent = COALESCE(?, battery_percent),
-		storage_used_mb = COALESCE(?, storage_used_mb),
-		storage_total_mb = COALESCE(?, storage_total_mb),
-		signal_strength_dbm = COALESCE(?, signal_strength_dbm),
-		firmware_version = COALESCE(?, firmware_version),
-		name = COALESCE(?, name), `+state+`
-		last_heartbeat_at = ?, updated_at = ?
-		WHERE id = ? AND project_id = ? AND mode = ?`, args...)
+	if c.err != nil {
+		return fmt.Errorf("record heartbeat: %w", c.err)
+	}
+	if !c.found {
+		return ErrNotFound
+	}
+	return nil
 }
 
 // DeviceStats counts the tenant's devices.

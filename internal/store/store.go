@@ -67,10 +67,14 @@ type Store struct {
 	writeSlot chan struct{}
 	// batch groups the writes outside transactions into shared ones when
 	// there is a write slot.
-	batch *execBatch
+	batch *combiner[batchedExec]
 	// stmts keeps prepared statements for the queries run outside
 	// transactions, when the engine does not keep its own.
 	stmts *stmtCache
+	// tokenReads and heartbeats combine concurrent device token lookups
+	// and heartbeat writes; nil in the Store of a transaction.
+	tokenReads *combiner[tokenRead]
+	heartbeats *combiner[heartbeatCall]
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
 }
@@ -80,9 +84,10 @@ func New(db *sql.DB, dialect Dialect) *Store {
 	s := &Store{db: db, q: db, dialect: dialect, Now: time.Now}
 	if w, ok := dialect.(singleWriter); ok && w.SingleWriter() {
 		s.writeSlot = make(chan struct{}, 1)
-		s.batch = new(execBatch)
 		s.stmts = newStmtCache(db)
+		s.batch = newExecBatch(db, s.writeSlot, s.stmts)
 	}
+	s.startCombiners()
 	return s
 }
 
@@ -138,7 +143,11 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *Store) error) error {
 
 func (s *Store) exec(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
 	if s.batch != nil {
-		res, err = s.batch.exec(ctx, s.db, s.writeSlot, s.stmts, s.dialect.Rebind(query), args)
+		w := &batchedExec{query: s.dialect.Rebind(query), args: args}
+		if err := s.batch.do(ctx, w); err != nil {
+			return nil, fmt.Errorf("wait for the write lock: %w", err)
+		}
+		res, err = w.res, w.err
 	} else {
 		res, err = s.q.ExecContext(ctx, s.dialect.Rebind(query), args...)
 	}
