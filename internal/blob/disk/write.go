@@ -24,6 +24,10 @@ const (
 	copyBuffersPerWrite = 3
 )
 
+// writebackEvery is how many bytes of an upload may wait in memory before
+// their writeback to disk starts (see startWriteback).
+const writebackEvery = 8 << 20
+
 var copyBuffers = sync.Pool{New: func() any {
 	b := make([]byte, copyBufferSize)
 	return &b
@@ -205,6 +209,7 @@ func isNotDir(err error) bool {
 // copyToFile copies src to f through bufs, hashing every byte into
 // digest. The hashing runs in a goroutine of its own, a buffer behind the
 // file writes, so that it uses another core while the next bytes arrive.
+// Every writebackEvery bytes it starts their writeback to the disk.
 // io.CopyBuffer would not do: it hands the copy to (*os.File).ReadFrom,
 // which bypasses both the digest and the fixed buffers.
 func copyToFile(f *os.File, digest io.Writer, src io.Reader, bufs [][]byte) (int64, error) {
@@ -226,7 +231,7 @@ func copyToFile(f *os.File, digest io.Writer, src io.Reader, bufs [][]byte) (int
 		<-hashed
 	}()
 
-	var written int64
+	var written, flushed int64
 	for {
 		buf := <-free
 		nr, rerr := src.Read(buf)
@@ -237,6 +242,10 @@ func copyToFile(f *os.File, digest io.Writer, src io.Reader, bufs [][]byte) (int
 				return written, werr
 			}
 			hash <- buf[:nr]
+			if written-flushed >= writebackEvery {
+				startWriteback(f, flushed, written-flushed)
+				flushed = written
+			}
 		} else {
 			free <- buf
 		}
