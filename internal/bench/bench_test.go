@@ -207,3 +207,20 @@ func TestRunRejectsUnknownBenchmark(t *testing.T) {
 		t.Errorf("Run with an unknown benchmark: %v", err)
 	}
 }
+
+func TestInstalledPath(t *testing.T) {
+	cases := []struct {
+		goEnv, want string
+	}{
+		{"/opt/gobin\n/root/go\n", "/opt/gobin/tusd"},
+		{"\n/root/go\n", "/root/go/bin/tusd"},
+		{"\n/home/a/go" + string(filepath.ListSeparator) + "/srv/go\n", "/home/a/go/bin/tusd"},
+		{"\n\n", ""},
+		{"", ""},
+	}
+	for _, c := range cases {
+		if got := installedPath(c.goEnv, "tusd"); got != c.want {
+			t.Errorf("installedPath(%q) = %q, want %q", c.goEnv, got, c.want)
+		}
+	}
+}

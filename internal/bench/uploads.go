@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -578,20 +579,10 @@ func findTusd(ctx context.Context, e *env) (string, error) {
 	if p, err := exec.LookPath("tusd"); err == nil {
 		return p, nil
 	}
-	gobin := func() string {
-		out, err := exec.Command("go", "env", "GOBIN", "GOPATH").Output()
-		if err != nil {
-			return ""
-		}
-		lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
-		if len(lines) > 0 && len(bytes.TrimSpace(lines[0])) > 0 {
-			return filepath.Join(string(bytes.TrimSpace(lines[0])), "tusd")
-		}
-		if len(lines) > 1 {
-			return filepath.Join(string(bytes.TrimSpace(lines[1])), "bin", "tusd")
-		}
-		return ""
-	}()
+	var gobin string
+	if out, err := exec.Command("go", "env", "GOBIN", "GOPATH").Output(); err == nil {
+		gobin = installedPath(string(out), "tusd")
+	}
 	if gobin != "" {
 		if _, err := os.Stat(gobin); err == nil {
 			return gobin, nil
@@ -606,6 +597,24 @@ func findTusd(ctx context.Context, e *env) (string, error) {
 		return "", errors.New("tusd installed, but GOBIN and GOPATH are unknown")
 	}
 	return gobin, nil
+}
+
+// installedPath returns where go install puts the command name, given the
+// output of "go env GOBIN GOPATH": GOBIN when set, and otherwise the bin
+// folder of the first GOPATH entry. It returns "" when both are empty.
+func installedPath(goEnv, name string) string {
+	lines := strings.Split(strings.TrimRight(goEnv, "\r\n"), "\n")
+	if bin := strings.TrimSpace(lines[0]); bin != "" {
+		return filepath.Join(bin, name)
+	}
+	if len(lines) < 2 {
+		return ""
+	}
+	paths := filepath.SplitList(strings.TrimSpace(lines[1]))
+	if len(paths) == 0 || paths[0] == "" {
+		return ""
+	}
+	return filepath.Join(paths[0], "bin", name)
 }
 
 // tusUpload creates an upload on tusd (POST /files/) and sends the whole
