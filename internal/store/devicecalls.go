@@ -17,8 +17,9 @@ import (
 // Each request still gets its own result, and a heartbeat's response
 // follows the commit of its write.
 
-// maxCombined is the largest group. Its statement has a row or a
-// placeholder per call, padded to 1, 2, 4 ... 64.
+// maxCombined is the largest group. On an engine without array
+// parameters, its statement has a row or a placeholder per call, padded
+// to 1, 2, 4 ... 64.
 const maxCombined = 64
 
 // startCombiners sets up the combined token reads and heartbeat writes.
@@ -66,20 +67,28 @@ type tokenRead struct {
 // readTokens reads the tokens of reads with one query.
 func (s *Store) readTokens(ctx context.Context, reads []*tokenRead) {
 	byHash := make(map[string][]*tokenRead, len(reads))
-	size := paddedSize(len(reads))
-	args := make([]any, size)
-	for i := range args {
+	hashes := make([]string, 0, len(reads))
+	for _, r := range reads {
+		if byHash[r.hash] == nil {
+			hashes = append(hashes, r.hash)
+		}
+		byHash[r.hash] = append(byHash[r.hash], r)
+	}
+	match := `token_hash = ANY(CAST(? AS TEXT[]))`
+	args := []any{hashes}
+	if !s.takesArrays() {
 		// The padding repeats the last hash, which matches nothing new.
-		r := reads[min(i, len(reads)-1)]
-		args[i] = r.hash
-		if i < len(reads) {
-			byHash[r.hash] = append(byHash[r.hash], r)
+		size := paddedSize(len(hashes))
+		match = `token_hash IN (` + placeholders(size) + `)`
+		args = make([]any, size)
+		for i := range args {
+			args[i] = hashes[min(i, len(hashes)-1)]
 		}
 	}
+
 	err := func() error {
 		rows, err := s.query(ctx, `SELECT token_hash, id, device_id, project_id, mode, created_at, expires_at,
-			revoked_at, grace_until, replaced_by, first_used_at FROM device_tokens
-			WHERE token_hash IN (`+placeholders(size)+`)`, args...)
+			revoked_at, grace_until, replaced_by, first_used_at FROM device_tokens WHERE `+match, args...)
 		if err != nil {
 			return err
 		}
@@ -163,23 +172,19 @@ const heartbeatColumns = 11
 // updateHeartbeatRound runs one UPDATE for round, whose devices are
 // distinct, through st, and marks the calls whose device it found.
 func (s *Store) updateHeartbeatRound(ctx context.Context, st *Store, round []*heartbeatCall) error {
-	size := paddedSize(len(round))
-	args := make([]any, 0, size*heartbeatColumns)
 	byID := make(map[string]*heartbeatCall, len(round))
 	for _, c := range round {
-		var patch any
-		if c.h.StatePatch != nil {
-			patch = string(c.h.StatePatch)
-		}
-		args = append(args, c.id, c.tenant.ProjectID, c.tenant.Mode,
-			intPtr(c.h.BatteryPercent), intPtr(c.h.StorageUsedMB), intPtr(c.h.StorageTotalMB),
-			intPtr(c.h.SignalStrengthDBM), strPtr(c.h.FirmwareVersion), strPtr(c.h.Name), patch, c.now)
 		byID[c.id] = c
 	}
-	// Padding rows are all NULL and match no device.
-	args = append(args, make([]any, (size-len(round))*heartbeatColumns)...)
+	var query string
+	var args []any
+	if s.takesArrays() {
+		query, args = heartbeatUpdate(s.dialect, 0), heartbeatArrays(round)
+	} else {
+		size := paddedSize(len(round))
+		query, args = heartbeatUpdate(s.dialect, size), heartbeatValues(round, size)
+	}
 
-	query := heartbeatUpdate(s.dialect, size)
 	var rows *sql.Rows
 	var err error
 	if st.tx != nil && s.stmts != nil {
@@ -208,20 +213,57 @@ func (s *Store) updateHeartbeatRound(ctx context.Context, st *Store, round []*he
 	return rows.Err()
 }
 
+// heartbeatValues returns the values of round, a row after another, then
+// size-len(round) rows of NULLs, which match no device.
+func heartbeatValues(round []*heartbeatCall, size int) []any {
+	args := make([]any, 0, size*heartbeatColumns)
+	for _, c := range round {
+		var patch any
+		if c.h.StatePatch != nil {
+			patch = string(c.h.StatePatch)
+		}
+		args = append(args, c.id, c.tenant.ProjectID, c.tenant.Mode,
+			intPtr(c.h.BatteryPercent), intPtr(c.h.StorageUsedMB), intPtr(c.h.StorageTotalMB),
+			intPtr(c.h.SignalStrengthDBM), strPtr(c.h.FirmwareVersion), strPtr(c.h.Name), patch, c.now)
+	}
+	return append(args, make([]any, (size-len(round))*heartbeatColumns)...)
+}
+
+// heartbeatArrays returns the values of round as one array per column.
+func heartbeatArrays(round []*heartbeatCall) []any {
+	n := len(round)
+	ids, projects, modes := make([]string, n), make([]string, n), make([]string, n)
+	battery, used, total, signal := make([]*int, n), make([]*int, n), make([]*int, n), make([]*int, n)
+	firmware, names, patches := make([]*string, n), make([]*string, n), make([]*string, n)
+	times := make([]int64, n)
+	for i, c := range round {
+		ids[i], projects[i], modes[i] = c.id, c.tenant.ProjectID, c.tenant.Mode
+		battery[i], used[i], total[i] = c.h.BatteryPercent, c.h.StorageUsedMB, c.h.StorageTotalMB
+		signal[i], firmware[i], names[i] = c.h.SignalStrengthDBM, c.h.FirmwareVersion, c.h.Name
+		if c.h.StatePatch != nil {
+			patch := string(c.h.StatePatch)
+			patches[i] = &patch
+		}
+		times[i] = c.now
+	}
+	return []any{ids, projects, modes, battery, used, total, signal, firmware, names, patches, times}
+}
+
 // heartbeatSQL holds the rebound UPDATE of each dialect and row count.
 var heartbeatSQL sync.Map
 
-// heartbeatUpdate returns the UPDATE that writes rows heartbeats. Every
-// value is cast, because PostgreSQL cannot infer the types of a VALUES
-// list of placeholders. The merge of recording_state runs in the UPDATE,
-// so a heartbeat does not read the device first.
+// heartbeatUpdate returns the UPDATE that writes rows heartbeats, or any
+// number of them as arrays when rows is 0. Every value is cast, because
+// PostgreSQL cannot infer the types of a VALUES list of placeholders. The
+// merge of recording_state runs in the UPDATE, so a heartbeat does not
+// read the device first.
 func heartbeatUpdate(d Dialect, rows int) string {
 	key := fmt.Sprintf("%s/%d", d.Name(), rows)
 	if q, ok := heartbeatSQL.Load(key); ok {
 		return q.(string)
 	}
-	const row = `(CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS INTEGER),
-		CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT))`
+	types := []string{"TEXT", "TEXT", "TEXT", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "TEXT", "TEXT", "TEXT", "BIGINT"}
+
 	var b strings.Builder
 	b.WriteString(`UPDATE devices SET
 		battery_percent = COALESCE(v.column4, devices.battery_percent),
@@ -235,16 +277,38 @@ func heartbeatUpdate(d Dialect, rows int) string {
 	b.WriteString(d.MergeJSON("COALESCE(devices.recording_state, "+emptyRecordingState+")", "v.column10"))
 	b.WriteString(` END,
 		last_heartbeat_at = v.column11, updated_at = v.column11
-		FROM (VALUES `)
+		FROM `)
 
-	for i := range rows {
-		if i > 0 {
-			b.WriteString(", ")
+	if rows == 0 {
+		// The column names are those a VALUES list gets.
+		b.WriteString("unnest(")
+		for i, t := range types {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("CAST(? AS " + t + "[])")
 		}
-		b.WriteString(row)
+		b.WriteString(") AS v(column1, column2, column3, column4, column5, column6, column7, column8, " +
+			"column9, column10, column11)")
+	} else {
+		b.WriteString("(VALUES ")
+		for i := range rows {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(")
+			for j, t := range types {
+				if j > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteString("CAST(? AS " + t + ")")
+			}
+			b.WriteString(")")
+		}
+		b.WriteString(") AS v")
 	}
 
-	b.WriteString(`) AS v
+	b.WriteString(`
 		WHERE devices.id = v.column1 AND devices.project_id = v.column2 AND devices.mode = v.column3
 		RETURNING devices.id`)
 

@@ -173,3 +173,55 @@ func ptrText[T any](p *T) string {
 	}
 	return fmt.Sprint(*p)
 }
+
+// A heartbeat that fails its shared statement fails alone: the others of
+// its group run again on their own and land.
+func TestCombinedHeartbeatFailsAlone(t *testing.T) {
+	eachEngine(t, func(t *testing.T, st *store.Store, tenant model.Tenant) {
+		ctx := context.Background()
+		const devices = 40
+		devs := make([]*model.Device, devices)
+		for i := range devs {
+			devs[i], _ = boundDevice(t, st, tenant, fmt.Sprintf("sn-%d", i))
+		}
+
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		errs := make([]error, devices)
+		for i, d := range devs {
+			patch := json.RawMessage(`{"flags":1}`)
+			if i == devices/2 {
+				// Not JSON: both engines reject the merge.
+				patch = json.RawMessage(`{"flags":`)
+			}
+			wg.Go(func() {
+				<-start
+				errs[i] = st.RecordHeartbeat(ctx, tenant, d.ID, store.Heartbeat{StatePatch: patch})
+			})
+		}
+		close(start)
+		wg.Wait()
+
+		for i, err := range errs {
+			if i == devices/2 {
+				if err == nil {
+					t.Errorf("heartbeat %d with a malformed patch: err = nil, want an error", i)
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("heartbeat %d: %v", i, err)
+			}
+		}
+		for i, d := range devs {
+			got, err := st.Device(ctx, tenant, d.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			landed := got.LastHeartbeatAt != nil
+			if want := i != devices/2; landed != want {
+				t.Errorf("device %d: heartbeat stored = %v, want %v", i, landed, want)
+			}
+		}
+	})
+}

@@ -46,6 +46,19 @@ type singleWriter interface {
 	SingleWriter() bool
 }
 
+// arrayParams is implemented by a Dialect whose engine takes an array as
+// one parameter. Combined statements then send each column of a group as
+// one array, so that their text and plan do not depend on the group size.
+type arrayParams interface {
+	ArrayParams() bool
+}
+
+// takesArrays reports whether the engine takes arrays as parameters.
+func (s *Store) takesArrays() bool {
+	a, ok := s.dialect.(arrayParams)
+	return ok && a.ArrayParams()
+}
+
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)

@@ -60,6 +60,9 @@ func (Dialect) MergeJSON(target, patch string) string {
 	return "CAST(CAST(" + target + " AS jsonb) || CAST(" + patch + " AS jsonb) AS TEXT)"
 }
 
+// ArrayParams reports that PostgreSQL takes arrays as parameters.
+func (Dialect) ArrayParams() bool { return true }
+
 // WithMigrationLock holds a session advisory lock on one connection while
 // fn runs, so nodes starting together migrate one after the other.
 func (Dialect) WithMigrationLock(ctx context.Context, db *sql.DB, fn func() error) error {
