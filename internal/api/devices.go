@@ -291,7 +291,10 @@ func (s *Server) reissueDeviceToken(r *http.Request, p *auth.Principal, body map
 			return err
 		})
 	} else {
-		_, err = s.store.ReissueDeviceToken(r.Context(), p.Tenant, id, hashSecret(token), s.cfg.DeviceTokenTTL)
+		err = s.store.InTx(r.Context(), func(tx *store.Store) error {
+			_, err := tx.ReissueDeviceToken(r.Context(), p.Tenant, id, hashSecret(token), s.cfg.DeviceTokenTTL)
+			return err
+		})
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		return errNotFound("Device "+id, "id")

@@ -218,8 +218,12 @@ func (s *Store) lockDevice(ctx context.Context, t model.Tenant, id string) error
 }
 
 // ReissueDeviceToken revokes every token of a bound device and issues a new
-// one. It is ErrConflict when the device is not bound.
+// one. It is ErrConflict when the device is not bound. Call it inside InTx,
+// so that an unbind cannot come between the check and the new token.
 func (s *Store) ReissueDeviceToken(ctx context.Context, t model.Tenant, id, tokenHash string, tokenTTL time.Duration) (*model.Device, error) {
+	if err := s.lockDevice(ctx, t, id); err != nil {
+		return nil, err
+	}
 	d, err := s.Device(ctx, t, id)
 	if err != nil {
 		return nil, err
