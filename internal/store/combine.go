@@ -44,7 +44,7 @@ func (c *combiner[C]) do(ctx context.Context, call *C) error {
 	for {
 		select {
 		case c.slot <- struct{}{}:
-			c.lead(ctx)
+			c.leadFor(ctx, q)
 			// With a limit on group size, the group may have ended before
 			// this call, which then waits for the next slot.
 			select {
@@ -63,6 +63,19 @@ func (c *combiner[C]) do(ctx context.Context, call *C) error {
 			return nil
 		}
 	}
+}
+
+// leadFor runs the next group for the caller of q. When the group panics,
+// q leaves the queue first if the group did not contain it, so that no
+// later group runs a call whose caller is gone.
+func (c *combiner[C]) leadFor(ctx context.Context, q *queuedCall[C]) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.withdraw(q)
+			panic(v)
+		}
+	}()
+	c.lead(ctx)
 }
 
 // lead runs the next group while holding a slot, and releases it.

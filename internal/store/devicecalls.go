@@ -131,27 +131,33 @@ type heartbeatCall struct {
 // appears once per round, so two heartbeats of one device in a group
 // apply in the order they came and neither overwrites the other's fields.
 func (s *Store) updateHeartbeats(ctx context.Context, calls []*heartbeatCall) error {
+	var rounds [][]*heartbeatCall
+	for len(calls) > 0 {
+		var round []*heartbeatCall
+		round, calls = distinctDevices(calls)
+		rounds = append(rounds, round)
+	}
 	write := func(st *Store) error {
-		for len(calls) > 0 {
-			var round []*heartbeatCall
-			round, calls = distinctDevices(calls)
+		for _, round := range rounds {
 			if err := s.updateHeartbeatRound(ctx, st, round); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	if s.writeSlot != nil {
-		// The rounds hold the single writer's slot through one
-		// transaction.
+	if s.writeSlot != nil || len(rounds) > 1 {
+		// One transaction holds the single writer's slot, and it keeps
+		// the rounds all or nothing, so that a failed group can run its
+		// calls again without applying a device's older report last.
 		return s.InTx(ctx, write)
 	}
 	return write(s)
 }
 
 // distinctDevices splits calls into the first call of each device, sorted
-// by device id, and the rest. The sorting makes the UPDATEs of two nodes
-// take their row locks in the same order.
+// by device id, and the rest. With the rows in id order, the UPDATEs of two
+// nodes usually lock them in the same order. PostgreSQL detects a deadlock
+// this does not prevent, and the group then runs its calls one by one.
 func distinctDevices(calls []*heartbeatCall) (round, rest []*heartbeatCall) {
 	seen := make(map[string]bool, len(calls))
 	for _, c := range calls {
@@ -253,10 +259,10 @@ func heartbeatArrays(round []*heartbeatCall) []any {
 var heartbeatSQL sync.Map
 
 // heartbeatUpdate returns the UPDATE that writes rows heartbeats, or any
-// number of them as arrays when rows is 0. Every value is cast, because
-// PostgreSQL cannot infer the types of a VALUES list of placeholders. The
-// merge of recording_state runs in the UPDATE, so a heartbeat does not
-// read the device first.
+// number of them as arrays when rows is 0. Every parameter is cast,
+// because PostgreSQL cannot infer the type of a placeholder inside VALUES
+// or unnest. The merge of recording_state runs in the UPDATE, so a
+// heartbeat does not read the device first.
 func heartbeatUpdate(d Dialect, rows int) string {
 	key := fmt.Sprintf("%s/%d", d.Name(), rows)
 	if q, ok := heartbeatSQL.Load(key); ok {
