@@ -154,17 +154,12 @@ func (s *Store) attachMedia(ctx context.Context, recs []*model.Recording) error 
 	}
 	byID := make(map[string]*model.Recording, len(recs))
 	args := make([]any, 0, len(recs))
-	marks := make([]byte, 0, 2*len(recs))
-	for i, r := range recs {
+	for _, r := range recs {
 		r.Media = []*model.Media{}
 		byID[r.ID] = r
 		args = append(args, r.ID)
-		if i > 0 {
-			marks = append(marks, ',')
-		}
-		marks = append(marks, '?')
 	}
-	rows, err := s.queryUncached(ctx, `SELECT `+mediaColumns+` FROM media WHERE recording_id IN (`+string(marks)+`)
+	rows, err := s.queryUncached(ctx, `SELECT `+mediaColumns+` FROM media WHERE recording_id IN (`+placeholders(len(recs))+`)
 		ORDER BY created_at, id`, args...)
 	if err != nil {
 		return fmt.Errorf("list media: %w", err)

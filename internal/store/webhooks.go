@@ -391,19 +391,14 @@ func (s *Store) loadWebhookAttempts(ctx context.Context, ds []*WebhookDelivery) 
 		return nil
 	}
 	byID := make(map[string]*WebhookDelivery, len(ds))
-	marks := make([]byte, 0, 2*len(ds))
 	args := make([]any, 0, len(ds))
-	for i, d := range ds {
+	for _, d := range ds {
 		d.Attempts = []WebhookAttempt{}
 		byID[d.ID] = d
-		if i > 0 {
-			marks = append(marks, ',')
-		}
-		marks = append(marks, '?')
 		args = append(args, d.ID)
 	}
 	rows, err := s.queryUncached(ctx, `SELECT delivery_id, attempted_at, status_code, duration_ms, error,
-		response_snippet FROM webhook_attempts WHERE delivery_id IN (`+string(marks)+`)
+		response_snippet FROM webhook_attempts WHERE delivery_id IN (`+placeholders(len(ds))+`)
 		ORDER BY attempted_at, id`, args...)
 	if err != nil {
 		return fmt.Errorf("list webhook attempts: %w", err)
