@@ -172,8 +172,11 @@ func distinctDevices(calls []*heartbeatCall) (round, rest []*heartbeatCall) {
 	return round, rest
 }
 
-// heartbeatColumns is the number of values in each heartbeat row.
-const heartbeatColumns = 11
+// heartbeatTypes are the SQL types of the values in each heartbeat row:
+// device id, project, mode, the four numbers, firmware, name, state patch
+// and time.
+var heartbeatTypes = []string{"TEXT", "TEXT", "TEXT", "INTEGER", "INTEGER", "INTEGER", "INTEGER",
+	"TEXT", "TEXT", "TEXT", "BIGINT"}
 
 // updateHeartbeatRound runs one UPDATE for round, whose devices are
 // distinct, through st, and marks the calls whose device it found.
@@ -222,7 +225,7 @@ func (s *Store) updateHeartbeatRound(ctx context.Context, st *Store, round []*he
 // heartbeatValues returns the values of round, a row after another, then
 // size-len(round) rows of NULLs, which match no device.
 func heartbeatValues(round []*heartbeatCall, size int) []any {
-	args := make([]any, 0, size*heartbeatColumns)
+	args := make([]any, 0, size*len(heartbeatTypes))
 	for _, c := range round {
 		var patch any
 		if c.h.StatePatch != nil {
@@ -232,7 +235,7 @@ func heartbeatValues(round []*heartbeatCall, size int) []any {
 			intPtr(c.h.BatteryPercent), intPtr(c.h.StorageUsedMB), intPtr(c.h.StorageTotalMB),
 			intPtr(c.h.SignalStrengthDBM), strPtr(c.h.FirmwareVersion), strPtr(c.h.Name), patch, c.now)
 	}
-	return append(args, make([]any, (size-len(round))*heartbeatColumns)...)
+	return append(args, make([]any, (size-len(round))*len(heartbeatTypes))...)
 }
 
 // heartbeatArrays returns the values of round as one array per column.
@@ -268,7 +271,6 @@ func heartbeatUpdate(d Dialect, rows int) string {
 	if q, ok := heartbeatSQL.Load(key); ok {
 		return q.(string)
 	}
-	types := []string{"TEXT", "TEXT", "TEXT", "INTEGER", "INTEGER", "INTEGER", "INTEGER", "TEXT", "TEXT", "TEXT", "BIGINT"}
 
 	var b strings.Builder
 	b.WriteString(`UPDATE devices SET
@@ -288,7 +290,7 @@ func heartbeatUpdate(d Dialect, rows int) string {
 	if rows == 0 {
 		// The column names are those a VALUES list gets.
 		b.WriteString("unnest(")
-		for i, t := range types {
+		for i, t := range heartbeatTypes {
 			if i > 0 {
 				b.WriteString(", ")
 			}
@@ -303,7 +305,7 @@ func heartbeatUpdate(d Dialect, rows int) string {
 				b.WriteString(", ")
 			}
 			b.WriteString("(")
-			for j, t := range types {
+			for j, t := range heartbeatTypes {
 				if j > 0 {
 					b.WriteString(", ")
 				}

@@ -85,7 +85,7 @@ type Store struct {
 	// transactions, when the engine does not keep its own.
 	stmts *stmtCache
 	// tokenReads and heartbeats combine concurrent device token lookups
-	// and heartbeat writes; nil in the Store of a transaction.
+	// and heartbeat writes. They are nil in the Store of a transaction.
 	tokenReads *combiner[tokenRead]
 	heartbeats *combiner[heartbeatCall]
 	// Now returns the current time; tests replace it.
