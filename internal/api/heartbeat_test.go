@@ -2,7 +2,10 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -96,4 +99,93 @@ func TestHeartbeatConcurrentFieldsAllLand(t *testing.T) {
 			t.Errorf("recording_state = %v, want %v", got, want)
 		}
 	})
+}
+
+// heartbeatChecks returns bota_heartbeats_total by check from /metrics.
+func heartbeatChecks(env *apitest.Env) map[string]int {
+	env.T().Helper()
+	r := env.Do("GET", "/metrics", "", nil)
+	env.ExpectStatus(r, 200)
+	counts := map[string]int{}
+	for _, line := range strings.Split(string(r.Raw), "\n") {
+		rest, ok := strings.CutPrefix(line, `bota_heartbeats_total{check="`)
+		if !ok {
+			continue
+		}
+		check, value, _ := strings.Cut(rest, `"} `)
+		n, err := strconv.Atoi(value)
+		if err != nil {
+			env.T().Fatalf("metrics line %q: %v", line, err)
+		}
+		counts[check] = n
+	}
+	return counts
+}
+
+// A device token's first heartbeat reads the token; later ones are checked
+// by the heartbeat's own statement, and a token that stops being good
+// there gets the same answers as one read first.
+func TestHeartbeatKnownTokenPath(t *testing.T) {
+	t.Parallel()
+	eachEnv(t, func(t *testing.T, env *apitest.Env) {
+		dev := env.NewBoundDevice()
+		for i := range 3 {
+			body := fmt.Sprintf(`{"battery_percent":%d,"device_state":"recording"}`, 50+i)
+			env.ExpectStatus(env.Do("POST", "/v1/devices/me/heartbeat", dev.Token, body), 200)
+		}
+		if got, want := heartbeatChecks(env), map[string]int{"lookup": 1, "update": 2}; !reflect.DeepEqual(got, want) {
+			t.Fatalf("heartbeat checks = %v, want %v", got, want)
+		}
+		d := env.Do("GET", "/v1/devices/"+dev.DeviceID, env.TestKey, nil)
+		if got := d.Body["battery_percent"]; got != 52.0 {
+			t.Errorf("battery_percent = %v, want 52 from the last heartbeat", got)
+		}
+
+		// The id in the path must still be the token's own device.
+		other := env.NewBoundDevice()
+		r := env.Do("POST", "/v1/devices/"+other.DeviceID+"/heartbeat", dev.Token, `{}`)
+		env.ExpectError(r, 404, "not_found", "id")
+		env.ExpectStatus(env.Do("POST", "/v1/devices/"+dev.DeviceID+"/heartbeat", dev.Token, `{}`), 200)
+
+		// A bad body on a good token is a 400 on this path too.
+		r = env.Do("POST", "/v1/devices/me/heartbeat", dev.Token, `{"battery_percent":101}`)
+		env.ExpectError(r, 400, "invalid_request", "battery_percent")
+
+		// Once the refreshed token is used, the old one is revoked: the
+		// credential's 401 comes first, even before a bad body's 400.
+		next := refresh(env, dev.Token)
+		env.ExpectStatus(env.Do("POST", "/v1/devices/me/heartbeat", next, `{}`), 200)
+		env.ExpectError(env.Do("POST", "/v1/devices/me/heartbeat", dev.Token, `{}`), 401, "unauthorized", "")
+		r = env.Do("POST", "/v1/devices/me/heartbeat", dev.Token, `{"battery_percent":101}`)
+		env.ExpectError(r, 401, "unauthorized", "")
+
+		// Deleting the device revokes its token on this path as well.
+		env.ExpectStatus(env.Do("POST", "/v1/devices/me/heartbeat", next, `{}`), 200)
+		env.ExpectStatus(env.Do("DELETE", "/v1/devices/"+dev.DeviceID, env.TestKey, nil), 204)
+		env.ExpectError(env.Do("POST", "/v1/devices/me/heartbeat", next, `{}`), 401, "unauthorized", "")
+	})
+}
+
+// The device rate limit applies before the heartbeat's statement, and a
+// revoked token gets its 401 rather than the device's 429.
+func TestHeartbeatKnownTokenRateLimit(t *testing.T) {
+	t.Parallel()
+	eachEnv(t, func(t *testing.T, env *apitest.Env) {
+		dev := env.NewBoundDevice()
+		for range 2 {
+			env.ExpectStatus(env.Do("POST", "/v1/devices/me/heartbeat", dev.Token, `{"battery_percent":10}`), 200)
+		}
+		r := env.Do("POST", "/v1/devices/me/heartbeat", dev.Token, `{"battery_percent":90}`)
+		env.ExpectError(r, 429, "rate_limit_exceeded", "")
+		d := env.Do("GET", "/v1/devices/"+dev.DeviceID, env.TestKey, nil)
+		if got := d.Body["battery_percent"]; got != 10.0 {
+			t.Errorf("battery_percent = %v, want 10: a refused heartbeat must not be stored", got)
+		}
+		if got := heartbeatChecks(env); got["update"] != 1 {
+			t.Errorf("heartbeat checks = %v, want one in the update", got)
+		}
+
+		env.ExpectStatus(env.Do("DELETE", "/v1/devices/"+dev.DeviceID, env.TestKey, nil), 204)
+		env.ExpectError(env.Do("POST", "/v1/devices/me/heartbeat", dev.Token, `{}`), 401, "unauthorized", "")
+	}, apitest.WithRateLimit(1000, 2))
 }

@@ -11,9 +11,10 @@ import (
 )
 
 type metrics struct {
-	registry *prometheus.Registry
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	registry   *prometheus.Registry
+	requests   *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	heartbeats *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -28,8 +29,13 @@ func newMetrics() *metrics {
 			Help:    "HTTP request latency by route.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}, []string{"route"}),
+		heartbeats: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "bota_heartbeats_total",
+			Help: "Stored heartbeats by how the credential was checked: " +
+				`"update" by the heartbeat's own statement, "lookup" by reading it first.`,
+		}, []string{"check"}),
 	}
-	m.registry.MustRegister(m.requests, m.duration,
+	m.registry.MustRegister(m.requests, m.duration, m.heartbeats,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

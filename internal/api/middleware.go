@@ -112,10 +112,7 @@ func (s *Server) guard(a access, h handlerFunc) http.HandlerFunc {
 			writeError(w, r, err)
 			return
 		}
-		ctx := context.WithValue(r.Context(), keyPrincipal, p)
-		rlog := requestLogFrom(ctx).with("project_id", p.ProjectID, "mode", p.Mode, "credential", p.KeyID)
-		r = r.WithContext(context.WithValue(ctx, keyLogger, rlog))
-
+		r = withPrincipal(r, p)
 		if err := s.limits.allow(w, p, a.limit); err != nil {
 			writeError(w, r, err)
 			return
@@ -128,6 +125,14 @@ func (s *Server) guard(a access, h handlerFunc) http.HandlerFunc {
 			writeError(w, r, err)
 		}
 	}
+}
+
+// withPrincipal returns r carrying p, and a logger that names p's project,
+// mode and credential.
+func withPrincipal(r *http.Request, p *auth.Principal) *http.Request {
+	ctx := context.WithValue(r.Context(), keyPrincipal, p)
+	rlog := requestLogFrom(ctx).with("project_id", p.ProjectID, "mode", p.Mode, "credential", p.KeyID)
+	return r.WithContext(context.WithValue(ctx, keyLogger, rlog))
 }
 
 func (s *Server) authorize(r *http.Request, a access) (*auth.Principal, error) {

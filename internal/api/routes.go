@@ -43,8 +43,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/devices/{id}/bind",
 		s.guard(access{scope: "devices:write", reissue: "device_token"}, s.bindDevice))
 	m.HandleFunc("POST /v1/devices/{id}/unbind", s.guard(write("devices:write"), s.unbindDevice))
-	m.HandleFunc("POST /v1/devices/{id}/heartbeat",
-		s.guard(access{scope: "devices:write", device: true}, s.heartbeat))
+	m.HandleFunc("POST /v1/devices/{id}/heartbeat", s.heartbeatRoute())
 	m.HandleFunc("POST /v1/devices/{id}/token/refresh",
 		s.guard(access{device: true, noKey: true, reissue: "device_token"}, s.refreshDeviceToken))
 	m.HandleFunc("GET /v1/devices/{id}/state", s.guard(read("devices:read"), s.deviceState))

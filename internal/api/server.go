@@ -68,6 +68,8 @@ type Server struct {
 	mux     *http.ServeMux
 	// reissuers mint credentials again for replayed responses.
 	reissuers map[string]reissuer
+	// tokenDevices speeds up the heartbeats of device tokens seen before.
+	tokenDevices tokenDevices
 }
 
 // New returns a Server. Call Handler for its http.Handler.

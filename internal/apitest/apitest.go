@@ -132,7 +132,8 @@ type Env struct {
 type Option func(*options)
 
 type options struct {
-	cfg api.Config
+	cfg      api.Config
+	logLevel slog.Level
 }
 
 // WithConfig lets fn change the api.Config before the server is built.
@@ -149,6 +150,12 @@ func WithRateLimit(project, device float64) Option {
 	}
 }
 
+// WithLogLevel sets the level of the server's log, which New otherwise
+// keeps at debug for tests to read.
+func WithLogLevel(level slog.Level) Option {
+	return func(o *options) { o.logLevel = level }
+}
+
 // New migrates a fresh database of backend b, creates a project with a
 // test and a live key, and starts the server on an httptest server. The
 // admin API is on, with AdminToken; rate limits are off.
@@ -158,7 +165,7 @@ func New(t testing.TB, b Backend, opts ...Option) *Env {
 	if _, err := rand.Read(secret); err != nil {
 		t.Fatalf("apitest: random secret: %v", err)
 	}
-	o := options{cfg: api.Config{AdminToken: AdminToken, Secret: secret}}
+	o := options{cfg: api.Config{AdminToken: AdminToken, Secret: secret}, logLevel: slog.LevelDebug}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -176,7 +183,7 @@ func New(t testing.TB, b Backend, opts ...Option) *Env {
 	}
 
 	logs := &syncBuffer{}
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: o.logLevel}))
 
 	// The blob store needs the server's URL and the server needs the blob
 	// store, so the handler is filled in once both exist.

@@ -122,6 +122,9 @@ type heartbeatCall struct {
 	id     string
 	h      Heartbeat
 	now    int64
+	// token, when set, is the hash of a device token that must be usable
+	// and belong to the device, checked in the same statement.
+	token string
 
 	found bool
 	err   error
@@ -173,10 +176,10 @@ func distinctDevices(calls []*heartbeatCall) (round, rest []*heartbeatCall) {
 }
 
 // heartbeatTypes are the SQL types of the values in each heartbeat row:
-// device id, project, mode, the four numbers, firmware, name, state patch
-// and time.
+// device id, project, mode, the four numbers, firmware, name, state patch,
+// time and token hash.
 var heartbeatTypes = []string{"TEXT", "TEXT", "TEXT", "INTEGER", "INTEGER", "INTEGER", "INTEGER",
-	"TEXT", "TEXT", "TEXT", "BIGINT"}
+	"TEXT", "TEXT", "TEXT", "BIGINT", "TEXT"}
 
 // updateHeartbeatRound runs one UPDATE for round, whose devices are
 // distinct, through st, and marks the calls whose device it found.
@@ -231,9 +234,13 @@ func heartbeatValues(round []*heartbeatCall, size int) []any {
 		if c.h.StatePatch != nil {
 			patch = string(c.h.StatePatch)
 		}
+		var token any
+		if c.token != "" {
+			token = c.token
+		}
 		args = append(args, c.id, c.tenant.ProjectID, c.tenant.Mode,
 			intPtr(c.h.BatteryPercent), intPtr(c.h.StorageUsedMB), intPtr(c.h.StorageTotalMB),
-			intPtr(c.h.SignalStrengthDBM), strPtr(c.h.FirmwareVersion), strPtr(c.h.Name), patch, c.now)
+			intPtr(c.h.SignalStrengthDBM), strPtr(c.h.FirmwareVersion), strPtr(c.h.Name), patch, c.now, token)
 	}
 	return append(args, make([]any, (size-len(round))*len(heartbeatTypes))...)
 }
@@ -244,7 +251,7 @@ func heartbeatArrays(round []*heartbeatCall) []any {
 	ids, projects, modes := make([]string, n), make([]string, n), make([]string, n)
 	battery, used, total, signal := make([]*int, n), make([]*int, n), make([]*int, n), make([]*int, n)
 	firmware, names, patches := make([]*string, n), make([]*string, n), make([]*string, n)
-	times := make([]int64, n)
+	times, tokens := make([]int64, n), make([]*string, n)
 	for i, c := range round {
 		ids[i], projects[i], modes[i] = c.id, c.tenant.ProjectID, c.tenant.Mode
 		battery[i], used[i], total[i] = c.h.BatteryPercent, c.h.StorageUsedMB, c.h.StorageTotalMB
@@ -254,8 +261,11 @@ func heartbeatArrays(round []*heartbeatCall) []any {
 			patches[i] = &patch
 		}
 		times[i] = c.now
+		if c.token != "" {
+			tokens[i] = &c.token
+		}
 	}
-	return []any{ids, projects, modes, battery, used, total, signal, firmware, names, patches, times}
+	return []any{ids, projects, modes, battery, used, total, signal, firmware, names, patches, times, tokens}
 }
 
 // heartbeatSQL holds the rebound UPDATE of each dialect and row count.
@@ -297,7 +307,7 @@ func heartbeatUpdate(d Dialect, rows int) string {
 			b.WriteString("CAST(? AS " + t + "[])")
 		}
 		b.WriteString(") AS v(column1, column2, column3, column4, column5, column6, column7, column8, " +
-			"column9, column10, column11)")
+			"column9, column10, column11, column12)")
 	} else {
 		b.WriteString("(VALUES ")
 		for i := range rows {
@@ -318,6 +328,8 @@ func heartbeatUpdate(d Dialect, rows int) string {
 
 	b.WriteString(`
 		WHERE devices.id = v.column1 AND devices.project_id = v.column2 AND devices.mode = v.column3
+		AND (v.column12 IS NULL OR EXISTS (SELECT 1 FROM device_tokens t
+			WHERE t.token_hash = v.column12 AND t.device_id = devices.id AND ` + usableToken("t", "v.column11") + `))
 		RETURNING devices.id`)
 
 	q := d.Rebind(b.String())

@@ -225,3 +225,61 @@ func TestCombinedHeartbeatFailsAlone(t *testing.T) {
 		}
 	})
 }
+
+// A heartbeat sent with a token hash lands only when that token is usable,
+// was used before and belongs to the device, also when it shares its
+// statement with heartbeats that pass.
+func TestTokenHeartbeatChecksToken(t *testing.T) {
+	eachEngine(t, func(t *testing.T, st *store.Store, tenant model.Tenant) {
+		ctx := context.Background()
+		const devices = 30
+		devs := make([]*model.Device, devices)
+		hashes := make([]string, devices)
+		for i := range devs {
+			devs[i], hashes[i] = boundDevice(t, st, tenant, fmt.Sprintf("sn-%d", i))
+		}
+		// Devices 0 to 9 have used their tokens, 10 to 19 have not, and
+		// 20 to 29 send the used token of device i-20.
+		for _, hash := range hashes[:10] {
+			if _, err := st.DeviceTokenByHash(ctx, hash); err != nil {
+				t.Fatal(err)
+			}
+		}
+		token := func(i int) string {
+			if i >= 20 {
+				return hashes[i-20]
+			}
+			return hashes[i]
+		}
+
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		errs := make([]error, devices)
+		for i, d := range devs {
+			battery := 40 + i
+			wg.Go(func() {
+				<-start
+				errs[i] = st.RecordTokenHeartbeat(ctx, tenant, d.ID, token(i), store.Heartbeat{BatteryPercent: &battery})
+			})
+		}
+		close(start)
+		wg.Wait()
+
+		for i, d := range devs {
+			want := i < 10
+			if (errs[i] == nil) != want || (errs[i] != nil && !errors.Is(errs[i], store.ErrNotFound)) {
+				t.Errorf("device %d: err = %v, want success %v or ErrNotFound", i, errs[i], want)
+			}
+			got, err := st.Device(ctx, tenant, d.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if landed := got.BatteryPercent != nil && *got.BatteryPercent == 40+i; landed != want {
+				t.Errorf("device %d: heartbeat stored = %v, want %v", i, landed, want)
+			}
+		}
+		if err := st.RecordTokenHeartbeat(ctx, tenant, devs[0].ID, "", store.Heartbeat{}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("empty token hash: err = %v, want ErrNotFound", err)
+		}
+	})
+}

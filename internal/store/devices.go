@@ -331,6 +331,7 @@ func (s *Store) DeviceTokenByHash(ctx context.Context, hash string) (*model.Devi
 	}
 	tok, expires, revoked, grace, firstUsed := r.tok, r.expires, r.revoked, r.grace, r.firstUsed
 	now := s.nowMs()
+	// usableToken says the same in SQL.
 	if revoked.Valid || (expires.Valid && now >= expires.Int64) || (grace.Valid && now >= grace.Int64) {
 		return nil, ErrNotFound
 	}
@@ -350,6 +351,15 @@ func (s *Store) DeviceTokenByHash(ctx context.Context, hash string) (*model.Devi
 		}
 	}
 	return &tok, nil
+}
+
+// usableToken returns the SQL condition that the device token row t is
+// usable at the time now (an SQL expression in milliseconds) and was used
+// before: the condition DeviceTokenByHash checks in Go, plus the first use.
+func usableToken(t, now string) string {
+	return t + ".revoked_at IS NULL AND " + t + ".first_used_at IS NOT NULL AND (" +
+		t + ".expires_at IS NULL OR " + t + ".expires_at > " + now + ") AND (" +
+		t + ".grace_until IS NULL OR " + t + ".grace_until > " + now + ")"
 }
 
 // Heartbeat is a device's report. Nil fields leave the stored values as
@@ -374,7 +384,24 @@ const emptyRecordingState = `'{"device_state":null,"pending_recordings":null,"fl
 // RecordHeartbeat stores a heartbeat. It is ErrNotFound when the tenant
 // has no such device.
 func (s *Store) RecordHeartbeat(ctx context.Context, t model.Tenant, id string, h Heartbeat) error {
-	c := &heartbeatCall{tenant: t, id: id, h: h, now: s.nowMs()}
+	return s.recordHeartbeat(ctx, &heartbeatCall{tenant: t, id: id, h: h, now: s.nowMs()})
+}
+
+// RecordTokenHeartbeat stores a heartbeat sent with the device token whose
+// hash is tokenHash, checking the token in the same statement: it must be
+// usable now, already used once (DeviceTokenByHash records the first use),
+// and belong to the device. It is ErrNotFound when the tenant has no such
+// device or the token does not pass, and the caller then finds out which
+// through DeviceTokenByHash. A device's heartbeat thus costs one statement
+// instead of a token read and an update.
+func (s *Store) RecordTokenHeartbeat(ctx context.Context, t model.Tenant, id, tokenHash string, h Heartbeat) error {
+	if tokenHash == "" {
+		return ErrNotFound
+	}
+	return s.recordHeartbeat(ctx, &heartbeatCall{tenant: t, id: id, h: h, now: s.nowMs(), token: tokenHash})
+}
+
+func (s *Store) recordHeartbeat(ctx context.Context, c *heartbeatCall) error {
 	if s.heartbeats != nil {
 		if err := s.heartbeats.do(ctx, c); err != nil {
 			return fmt.Errorf("record heartbeat: %w", err)
