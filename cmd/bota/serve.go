@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,10 @@ import (
 	"github.com/botaserver/bota/internal/store"
 	"github.com/botaserver/bota/internal/webhook"
 )
+
+// serveGCPercent is the garbage collector's target for serve when the
+// GOGC environment variable does not set one.
+const serveGCPercent = 400
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("bota serve", flag.ContinueOnError)
@@ -56,6 +61,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	log, err := newLogger(cfg)
 	if err != nil {
 		return err
+	}
+	if getenv("GOGC") == "" {
+		// The server's live heap is small and each request allocates, so
+		// with Go's default target (100) collection took about a tenth of
+		// the CPU under a heartbeat load. 400 lets the heap grow to five
+		// times its live size between collections: a few more MiB.
+		debug.SetGCPercent(serveGCPercent)
 	}
 
 	db, err := openDatabase(ctx, cfg)
