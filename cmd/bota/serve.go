@@ -280,6 +280,7 @@ func openBlobStore(ctx context.Context, cfg *config.Config, publicURL string, se
 		Secret:    secret,
 		MaxSize:   cfg.MaxFileSize,
 		Logger:    log,
+		NoSync:    !cfg.DiskSync,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("open local storage: %w", err)

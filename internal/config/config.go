@@ -19,10 +19,13 @@ import (
 
 // Config is every setting of the server.
 type Config struct {
-	Addr          string
-	DataDir       string
-	DatabaseURL   string
-	StorageURL    string
+	Addr        string
+	DataDir     string
+	DatabaseURL string
+	StorageURL  string
+	// DiskSync fsyncs media files and their folders before an upload is
+	// acknowledged (local storage only).
+	DiskSync      bool
 	PublicURL     string
 	AdminToken    string
 	SecretKey     string
@@ -150,6 +153,8 @@ var Options = []Option{
 		Usage: "postgres://... to use PostgreSQL; empty means SQLite in the data dir", set: str(func(c *Config) *string { return &c.DatabaseURL })},
 	{Flag: "storage-url", Env: "BOTA_STORAGE_URL", Default: "", Commands: serveOnly,
 		Usage: "s3://bucket?endpoint=...&region=... for S3 storage; empty means the data dir", set: str(func(c *Config) *string { return &c.StorageURL })},
+	{Flag: "disk-sync", Env: "BOTA_DISK_SYNC", Default: "true", Commands: serveOnly,
+		Usage: "fsync each media file in the data dir before acknowledging it; false survives a killed process but not a power cut", set: boolean(func(c *Config) *bool { return &c.DiskSync })},
 	{Flag: "public-url", Env: "BOTA_PUBLIC_URL", Default: "", Commands: serveOnly,
 		Usage: "base URL clients reach the server at; default: the listen address", set: str(func(c *Config) *string { return &c.PublicURL })},
 	{Flag: "admin-token", Env: "BOTA_ADMIN_TOKEN", Default: "", Secret: true, Commands: serveOnly,

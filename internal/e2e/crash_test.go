@@ -163,14 +163,22 @@ func (c *crashClient) upload(api *apiClient, slow bool, ready, done func()) {
 	fail("upload-complete", fmt.Errorf("still 425 after 20 tries"))
 }
 
+// Uploads survive a killed server whether it fsyncs media files or leaves
+// them to the kernel's writeback (--disk-sync=false), because a killed
+// process's written pages stay in the page cache.
 func TestUploadsSurviveKill(t *testing.T) {
 	skipShort(t)
+	t.Run("disk-sync", func(t *testing.T) { uploadsSurviveKill(t) })
+	t.Run("no-disk-sync", func(t *testing.T) { uploadsSurviveKill(t, "--disk-sync=false") })
+}
+
+func uploadsSurviveKill(t *testing.T, flags ...string) {
 	clients := 20
 	if small() {
 		clients = 8
 	}
 	dataDir := t.TempDir()
-	srv := startServer(t, dataDir, "")
+	srv := startServer(t, dataDir, "", flags...)
 	if srv.TestKey == "" || srv.ProjectID == "" {
 		t.Fatalf("first start printed no project and test key; log:\n%s", srv.log())
 	}
@@ -224,7 +232,7 @@ func TestUploadsSurviveKill(t *testing.T) {
 		t.Fatalf("every upload finished before the kill; nothing was in flight")
 	}
 
-	srv2 := startServer(t, dataDir, srv.addr)
+	srv2 := startServer(t, dataDir, srv.addr, flags...)
 	api.base = srv2.URL()
 
 	for _, c := range finished {

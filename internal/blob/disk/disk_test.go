@@ -37,19 +37,23 @@ type server struct {
 	dir   string
 }
 
-func newServer(t testing.TB, maxSize int64) *server {
+func newServer(t testing.TB, maxSize int64, configure ...func(*disk.Config)) *server {
 	t.Helper()
 	ts := httptest.NewUnstartedServer(nil)
 	publicURL := "http://" + ts.Listener.Addr().String()
 
 	dir := t.TempDir()
-	store, err := disk.New(disk.Config{
+	cfg := disk.Config{
 		Dir:       dir,
 		PublicURL: publicURL,
 		Secret:    testSecret,
 		MaxSize:   maxSize,
 		Logger:    slog.New(slog.DiscardHandler),
-	})
+	}
+	for _, fn := range configure {
+		fn(&cfg)
+	}
+	store, err := disk.New(cfg)
 	if err != nil {
 		t.Fatalf("disk.New: %v", err)
 	}
@@ -81,6 +85,13 @@ func withRequestID(h http.Handler) http.Handler {
 func TestConformance(t *testing.T) {
 	blobtest.Run(t, func(t testing.TB) blob.Store {
 		return newServer(t, 0).store
+	})
+}
+
+// Without fsyncs the store keeps the same contract.
+func TestConformanceNoSync(t *testing.T) {
+	blobtest.Run(t, func(t testing.TB) blob.Store {
+		return newServer(t, 0, func(c *disk.Config) { c.NoSync = true }).store
 	})
 }
 

@@ -33,7 +33,7 @@ func (s *Store) Seal(_ context.Context, key string) error {
 	if err != nil {
 		return fmt.Errorf("disk: seal %q: %w", key, err)
 	}
-	if err := f.Sync(); err != nil {
+	if err := s.syncFile(f); err != nil {
 		f.Close()
 		return fmt.Errorf("disk: seal %q: %w", key, err)
 	}

@@ -3,8 +3,9 @@
 //
 // The directory holds three trees: objects/<key> (the bytes), meta/<key>
 // (the content type, one line) and tmp/ (uploads in progress). An object
-// appears under its key only by a rename of a complete, fsynced temp file,
-// so a crash never leaves part of an object under its final name.
+// appears under its key only by a rename of a complete temp file, fsynced
+// unless Config.NoSync is set, so a crash never leaves part of an object
+// under its final name.
 package disk
 
 import (
@@ -55,6 +56,10 @@ type Config struct {
 	MaxSize int64
 	// Logger receives events; nil means slog.Default().
 	Logger *slog.Logger
+	// NoSync leaves files and folders to the kernel's writeback instead
+	// of fsyncing them before a write returns. A killed process still
+	// loses nothing; a power cut or kernel crash may lose recent writes.
+	NoSync bool
 }
 
 // Store is a blob.Store and blob.PrefixSigner on a local directory.
@@ -65,6 +70,7 @@ type Store struct {
 	secret    []byte
 	maxSize   int64
 	log       *slog.Logger
+	noSync    bool
 
 	// commitLocks serialize the commit step of writes to the same key, so
 	// that the content type in meta/ always belongs to the object beside it.
@@ -133,6 +139,7 @@ func New(cfg Config) (*Store, error) {
 		secret:    slices.Clone(cfg.Secret),
 		maxSize:   cfg.MaxSize,
 		log:       cfg.Logger,
+		noSync:    cfg.NoSync,
 	}, nil
 }
 

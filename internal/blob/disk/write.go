@@ -100,7 +100,7 @@ func (s *Store) write(ctx context.Context, key string, r io.Reader, size int64,
 			return fmt.Errorf("store content type on temp file: %w", err)
 		}
 	}
-	if err := f.Sync(); err != nil {
+	if err := s.syncFile(f); err != nil {
 		return fmt.Errorf("sync temp file: %w", err)
 	}
 	closeErr := f.Close()
@@ -168,7 +168,7 @@ func (s *Store) writeMeta(metaName, meta string) error {
 	}
 	_, err = io.WriteString(f, meta+"\n")
 	if err == nil {
-		err = f.Sync()
+		err = s.syncFile(f)
 	}
 	if closeErr := f.Close(); err == nil {
 		err = closeErr
@@ -183,7 +183,19 @@ func (s *Store) writeMeta(metaName, meta string) error {
 	return nil
 }
 
+// syncFile fsyncs f unless the store runs without syncs.
+func (s *Store) syncFile(f *os.File) error {
+	if s.noSync {
+		return nil
+	}
+	return f.Sync()
+}
+
+// syncDir fsyncs the folder dir unless the store runs without syncs.
 func (s *Store) syncDir(dir string) error {
+	if s.noSync {
+		return nil
+	}
 	d, err := s.root.Open(dir)
 	if err != nil {
 		return err

@@ -10,6 +10,8 @@ import (
 // without waiting for it. Otherwise the kernel may keep a large upload in
 // memory until the closing fsync. Started as the bytes arrive, the disk
 // works while the rest comes in, and the fsync has little left to write.
+// Without fsyncs (Config.NoSync) it still keeps a large upload from
+// accumulating in memory as dirty pages.
 func startWriteback(f *os.File, off, n int64) {
 	// A failure only loses the head start, because the fsync still writes
 	// the bytes and reports its own errors.
