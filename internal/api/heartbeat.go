@@ -200,39 +200,44 @@ func (s *Server) heartbeatRoute() http.HandlerFunc {
 // whose hash is hash and whose device and project p holds.
 func (s *Server) knownTokenHeartbeat(w http.ResponseWriter, r *http.Request, hash string, p *auth.Principal) error {
 	// checked returns the credential's error when it has one, as guard
-	// does before anything else, and err otherwise.
-	checked := func(err error) error {
-		if _, aerr := s.authorize(r, heartbeatAccess); aerr != nil {
+	// does before anything else, and err otherwise. A credential that
+	// fails leaves no rate-limit headers, as on guard's path.
+	checked := func(err error) (*auth.Principal, error) {
+		full, aerr := s.authorize(r, heartbeatAccess)
+		if aerr != nil {
 			s.tokenDevices.drop(hash)
-			return aerr
+			for _, h := range rateLimitHeaders {
+				w.Header().Del(h)
+			}
+			return nil, aerr
 		}
+		return full, err
+	}
+	r = withPrincipal(r, p)
+	if err := s.limits.allow(w, p, ""); err != nil {
+		_, err = checked(err)
 		return err
 	}
 	var body heartbeatBody
 	if err := decode(r, &body); err != nil {
-		return checked(err)
+		_, err = checked(err)
+		return err
 	}
 	if err := body.validate(); err != nil {
-		return checked(err)
-	}
-	r = withPrincipal(r, p)
-	if err := s.limits.allow(w, p, ""); err != nil {
-		return checked(err)
+		_, err = checked(err)
+		return err
 	}
 
-	err := s.store.RecordTokenHeartbeat(r.Context(), p.Tenant, p.DeviceID, hash, body.report())
-	if errors.Is(err, store.ErrNotFound) {
-		// The token has been revoked, has expired or was replaced, or the
-		// device is gone. The full check determines which.
+	if err := s.store.RecordTokenHeartbeat(r.Context(), p.Tenant, p.DeviceID, hash, body.report()); err != nil {
+		// The token has been revoked, has expired or was replaced, the
+		// device is gone, or the database failed. The full check
+		// determines which, and a database failure then fails it too.
 		s.tokenDevices.drop(hash)
-		full, aerr := s.authorize(r, heartbeatAccess)
-		if aerr != nil {
-			return aerr
+		full, err := checked(nil)
+		if err != nil {
+			return err
 		}
-		return s.storeHeartbeat(w, withPrincipal(r, full), full, &body)
-	}
-	if err != nil {
-		return errInternal(err)
+		return s.storeHeartbeat(w, r, full, &body)
 	}
 	s.metrics.heartbeats.WithLabelValues("update").Inc()
 	writeHeartbeatReply(w)
@@ -301,9 +306,12 @@ func heartbeatDeviceID(r *http.Request, p *auth.Principal) (string, error) {
 	return id, nil
 }
 
-// maxTokenDevices bounds the device tokens a node remembers. Past it the
-// node starts again from none, and each token takes the full check once
-// more.
+// maxTokenDevices bounds the device tokens a node remembers, at an
+// estimated 300 bytes each. Past it, each new token takes the place of one picked
+// at random.
+// NOTE: a node serving more active device tokens than this sends the
+// heartbeats of the others through the full check, and a larger fleet
+// per node would want a larger bound.
 const maxTokenDevices = 1 << 16
 
 // tokenDevices remembers, by token hash, the device and project of device
@@ -325,8 +333,15 @@ func (t *tokenDevices) put(hash string, p *auth.Principal) {
 	known := &auth.Principal{Kind: auth.KindDevice, Tenant: p.Tenant, KeyID: p.KeyID, DeviceID: p.DeviceID}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.m == nil || len(t.m) >= maxTokenDevices {
+	if t.m == nil {
 		t.m = make(map[string]*auth.Principal)
+	}
+	if _, ok := t.m[hash]; !ok && len(t.m) >= maxTokenDevices {
+		// The Go runtime starts map iteration at a random position.
+		for old := range t.m {
+			delete(t.m, old)
+			break
+		}
 	}
 	t.m[hash] = known
 }

@@ -184,8 +184,15 @@ func TestHeartbeatKnownTokenRateLimit(t *testing.T) {
 		if got := heartbeatChecks(env); got["update"] != 1 {
 			t.Errorf("heartbeat checks = %v, want one in the update", got)
 		}
+		// The limit comes before the body's checks, as on the full path.
+		r = env.Do("POST", "/v1/devices/me/heartbeat", dev.Token, `{"battery_percent":101}`)
+		env.ExpectError(r, 429, "rate_limit_exceeded", "")
 
 		env.ExpectStatus(env.Do("DELETE", "/v1/devices/"+dev.DeviceID, env.TestKey, nil), 204)
-		env.ExpectError(env.Do("POST", "/v1/devices/me/heartbeat", dev.Token, `{}`), 401, "unauthorized", "")
+		r = env.Do("POST", "/v1/devices/me/heartbeat", dev.Token, `{}`)
+		env.ExpectError(r, 401, "unauthorized", "")
+		if got := r.Header.Get("X-RateLimit-Limit"); got != "" {
+			t.Errorf("401 carries X-RateLimit-Limit %q, want none", got)
+		}
 	}, apitest.WithRateLimit(1000, 2))
 }

@@ -41,6 +41,9 @@ func (l *limiter) setNodes(n int) {
 	l.mu.Unlock()
 }
 
+// rateLimitHeaders are the headers allow sets.
+var rateLimitHeaders = []string{"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+
 // allow takes a token from the principal's bucket (and from the extra
 // bucket named by extra), sets the X-RateLimit headers, and returns a 429
 // error when a bucket is empty.
