@@ -33,7 +33,9 @@ func (s *Store) Seal(_ context.Context, key string) error {
 	if err != nil {
 		return fmt.Errorf("disk: seal %q: %w", key, err)
 	}
-	if err := s.syncFile(f); err != nil {
+	// A seal is synced even with Config.NoSync: a lost seal would let a
+	// still-valid URL replace verified bytes or bring deleted ones back.
+	if err := f.Sync(); err != nil {
 		f.Close()
 		return fmt.Errorf("disk: seal %q: %w", key, err)
 	}

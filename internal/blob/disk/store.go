@@ -3,9 +3,10 @@
 //
 // The directory holds three trees: objects/<key> (the bytes), meta/<key>
 // (the content type, one line) and tmp/ (uploads in progress). An object
-// appears under its key only by a rename of a complete temp file, fsynced
-// unless Config.NoSync is set, so a crash never leaves part of an object
-// under its final name.
+// appears under its key only by a rename of a complete, fsynced temp file,
+// so a crash never leaves part of an object under its final name. With
+// Config.NoSync that holds for a killed process, but after a power cut the
+// rename may survive without all of the bytes.
 package disk
 
 import (

@@ -39,8 +39,8 @@ var errBodyTooShort = errors.New("body is shorter than its declared size")
 // errBodyTooLong is returned when the reader has more than size bytes.
 var errBodyTooLong = errors.New("body is longer than its declared size")
 
-// write streams exactly size bytes from r into a temp file, fsyncs it, then
-// commits it under key.
+// write streams exactly size bytes from r into a temp file, fsyncs it
+// (unless Config.NoSync is set), then commits it under key.
 func (s *Store) write(ctx context.Context, key string, r io.Reader, size int64,
 	contentType string) (err error) {
 	name := "put-" + rand.Text()
@@ -100,7 +100,7 @@ func (s *Store) write(ctx context.Context, key string, r io.Reader, size int64,
 			return fmt.Errorf("store content type on temp file: %w", err)
 		}
 	}
-	if err := s.syncFile(f); err != nil {
+	if err := s.syncUpload(f); err != nil {
 		return fmt.Errorf("sync temp file: %w", err)
 	}
 	closeErr := f.Close()
@@ -117,7 +117,8 @@ func (s *Store) write(ctx context.Context, key string, r io.Reader, size int64,
 }
 
 // commit renames the temp file to objects/<key> and fsyncs its directory
-// so the rename survives a crash. A non-empty sideMeta (the content type
+// (unless Config.NoSync is set) so the rename survives a crash. A
+// non-empty sideMeta (the content type
 // and SHA-256, when the file system keeps no attributes) goes to
 // meta/<key> first.
 func (s *Store) commit(key, tmpName, sideMeta string) error {
@@ -130,6 +131,9 @@ func (s *Store) commit(key, tmpName, sideMeta string) error {
 	if sideMeta != "" {
 		dirs = append(dirs, path.Dir(path.Join(metaDir, key)))
 	}
+	// NOTE: only the innermost folder is fsynced, not the parents that
+	// MkdirAll may create. Journaling file systems such as ext4 and XFS
+	// commit those entries with it, but POSIX does not promise that.
 	for _, dir := range dirs {
 		if err := s.root.MkdirAll(dir, 0o750); err != nil {
 			return fmt.Errorf("create directory %s: %w", dir, err)
@@ -150,7 +154,7 @@ func (s *Store) commit(key, tmpName, sideMeta string) error {
 		return fmt.Errorf("rename temp file into place: %w", err)
 	}
 	for _, dir := range dirs {
-		if err := s.syncDir(dir); err != nil {
+		if err := s.syncUploadDir(dir); err != nil {
 			return fmt.Errorf("sync directory %s: %w", dir, err)
 		}
 	}
@@ -168,7 +172,7 @@ func (s *Store) writeMeta(metaName, meta string) error {
 	}
 	_, err = io.WriteString(f, meta+"\n")
 	if err == nil {
-		err = s.syncFile(f)
+		err = s.syncUpload(f)
 	}
 	if closeErr := f.Close(); err == nil {
 		err = closeErr
@@ -183,19 +187,25 @@ func (s *Store) writeMeta(metaName, meta string) error {
 	return nil
 }
 
-// syncFile fsyncs f unless the store runs without syncs.
-func (s *Store) syncFile(f *os.File) error {
+// syncUpload fsyncs f, a file of an upload, unless Config.NoSync is set.
+func (s *Store) syncUpload(f *os.File) error {
 	if s.noSync {
 		return nil
 	}
 	return f.Sync()
 }
 
-// syncDir fsyncs the folder dir unless the store runs without syncs.
-func (s *Store) syncDir(dir string) error {
+// syncUploadDir fsyncs dir, a folder an upload was renamed into, unless
+// Config.NoSync is set.
+func (s *Store) syncUploadDir(dir string) error {
 	if s.noSync {
 		return nil
 	}
+	return s.syncDir(dir)
+}
+
+// syncDir fsyncs the folder dir.
+func (s *Store) syncDir(dir string) error {
 	d, err := s.root.Open(dir)
 	if err != nil {
 		return err

@@ -13,8 +13,8 @@ import (
 // Without fsyncs (Config.NoSync) it still keeps a large upload from
 // accumulating in memory as dirty pages.
 func startWriteback(f *os.File, off, n int64) {
-	// A failure only loses the head start, because the fsync still writes
-	// the bytes and reports its own errors.
+	// A failure only loses the head start, because the fsync, when there
+	// is one, still writes the bytes and reports its own errors.
 	_ = withFD(f, func(fd int) error {
 		return unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WRITE)
 	})
