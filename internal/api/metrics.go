@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,6 +16,21 @@ type metrics struct {
 	requests   *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	heartbeats *prometheus.CounterVec
+
+	// series holds the counter and histogram of each route and status,
+	// keyed by routeStatus, so that a request skips the label lookup of
+	// the vectors.
+	series sync.Map
+}
+
+type routeStatus struct {
+	route  string
+	status int
+}
+
+type routeSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 func newMetrics() *metrics {
@@ -41,8 +57,17 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) observe(route string, status int, d time.Duration) {
-	m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(route).Observe(d.Seconds())
+	key := routeStatus{route, status}
+	v, ok := m.series.Load(key)
+	if !ok {
+		v, _ = m.series.LoadOrStore(key, &routeSeries{
+			requests: m.requests.WithLabelValues(route, strconv.Itoa(status)),
+			duration: m.duration.WithLabelValues(route),
+		})
+	}
+	rs := v.(*routeSeries)
+	rs.requests.Inc()
+	rs.duration.Observe(d.Seconds())
 }
 
 // Register adds a collector to the /metrics registry.
