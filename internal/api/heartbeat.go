@@ -197,7 +197,7 @@ func (s *Server) heartbeatRoute() http.HandlerFunc {
 }
 
 // knownTokenHeartbeat stores the heartbeat of a device token seen before,
-// whose hash is hash and whose device and project p holds.
+// whose hash is hash and whose device and project p contains.
 func (s *Server) knownTokenHeartbeat(w http.ResponseWriter, r *http.Request, hash string, p *auth.Principal) error {
 	// checked returns the credential's error when it has one, as guard
 	// does before anything else, and err otherwise. A credential that
@@ -239,7 +239,7 @@ func (s *Server) knownTokenHeartbeat(w http.ResponseWriter, r *http.Request, has
 		}
 		return s.storeHeartbeat(w, r, full, &body)
 	}
-	s.metrics.heartbeats.WithLabelValues("update").Inc()
+	s.metrics.heartbeatsByUpdate.Inc()
 	writeHeartbeatReply(w)
 	return nil
 }
@@ -274,7 +274,7 @@ func (s *Server) storeHeartbeat(w http.ResponseWriter, r *http.Request, p *auth.
 	if p.Kind == auth.KindDevice {
 		s.tokenDevices.put(ids.Hash(bearer(r)), p)
 	}
-	s.metrics.heartbeats.WithLabelValues("lookup").Inc()
+	s.metrics.heartbeatsByLookup.Inc()
 	writeHeartbeatReply(w)
 	return nil
 }

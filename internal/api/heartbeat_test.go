@@ -122,9 +122,9 @@ func heartbeatChecks(env *apitest.Env) map[string]int {
 	return counts
 }
 
-// A device token's first heartbeat reads the token; later ones are checked
-// by the heartbeat's own statement, and a token that stops being good
-// there gets the same answers as one read first.
+// A device token's first heartbeat reads the token, and later ones are
+// checked by the heartbeat's own statement. A token that stops being valid
+// there gets the same responses as one read first.
 func TestHeartbeatKnownTokenPath(t *testing.T) {
 	t.Parallel()
 	eachEnv(t, func(t *testing.T, env *apitest.Env) {

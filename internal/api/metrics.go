@@ -16,6 +16,9 @@ type metrics struct {
 	requests   *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	heartbeats *prometheus.CounterVec
+	// heartbeatsByUpdate and heartbeatsByLookup are the two series of
+	// heartbeats, resolved once because every heartbeat adds to one.
+	heartbeatsByUpdate, heartbeatsByLookup prometheus.Counter
 
 	// series holds the counter and histogram of each route and status,
 	// keyed by routeStatus, so that a request skips the label lookup of
@@ -51,6 +54,8 @@ func newMetrics() *metrics {
 				`"update" by the heartbeat's own statement, "lookup" by reading it first.`,
 		}, []string{"check"}),
 	}
+	m.heartbeatsByUpdate = m.heartbeats.WithLabelValues("update")
+	m.heartbeatsByLookup = m.heartbeats.WithLabelValues("lookup")
 	m.registry.MustRegister(m.requests, m.duration, m.heartbeats,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

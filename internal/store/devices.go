@@ -331,7 +331,7 @@ func (s *Store) DeviceTokenByHash(ctx context.Context, hash string) (*model.Devi
 	}
 	tok, expires, revoked, grace, firstUsed := r.tok, r.expires, r.revoked, r.grace, r.firstUsed
 	now := s.nowMs()
-	// usableToken says the same in SQL.
+	// usableToken expresses the same condition in SQL.
 	if revoked.Valid || (expires.Valid && now >= expires.Int64) || (grace.Valid && now >= grace.Int64) {
 		return nil, ErrNotFound
 	}
