@@ -400,6 +400,19 @@ func (e *env) uploadMany(ctx context.Context, srv *botaServer, c contenders, lab
 		return err
 	}
 
+	// putRound times the PUTs of one bota server, adds the rate to rates
+	// and removes the recordings.
+	putRound := func(up *uploader, name string, rates *[]float64) func() error {
+		return func() error {
+			took, ids, err := up.putMany(ctx, data, sha, files)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			*rates = append(*rates, rate(total, took))
+			return up.remove(ctx, ids...)
+		}
+	}
+
 	var dd, tus, put, noSync []float64
 	for round := range manyRounds {
 		err := inTurn(round,
@@ -429,22 +442,8 @@ func (e *env) uploadMany(ctx context.Context, srv *botaServer, c contenders, lab
 				tus = append(tus, rate(total, took))
 				return c.clearTusd()
 			},
-			func() error {
-				took, ids, err := c.bota.putMany(ctx, data, sha, files)
-				if err != nil {
-					return fmt.Errorf("bota: %w", err)
-				}
-				put = append(put, rate(total, took))
-				return c.bota.remove(ctx, ids...)
-			},
-			func() error {
-				took, ids, err := c.noSync.putMany(ctx, data, sha, files)
-				if err != nil {
-					return fmt.Errorf("bota --disk-sync=false: %w", err)
-				}
-				noSync = append(noSync, rate(total, took))
-				return c.noSync.remove(ctx, ids...)
-			})
+			putRound(c.bota, "bota", &put),
+			putRound(c.noSync, "bota --disk-sync=false", &noSync))
 		if err != nil {
 			return err
 		}
