@@ -1,10 +1,10 @@
 package api
 
 import (
-	"context"
 	"net/http"
 
 	"github.com/botaserver/bota/internal/auth"
+	"github.com/botaserver/bota/internal/processing"
 )
 
 // afterUpload wakes the background work that turns the recording.uploaded
@@ -16,11 +16,10 @@ func (s *Server) afterUpload(r *http.Request, p *auth.Principal, recordingID str
 }
 
 // transcriptionStatusAfterUpload returns the transcription_status of a
-// finalize response: queued when the project transcribes uploads
-// automatically, null otherwise.
-func (s *Server) transcriptionStatusAfterUpload(ctx context.Context, p *auth.Principal) any {
-	pc, err := Processing(ctx, s.store, p.Tenant)
-	if err != nil || !pc.AutoTranscription {
+// finalize response: queued when the upload is transcribed automatically,
+// null otherwise.
+func transcriptionStatusAfterUpload(work processing.UploadWork) any {
+	if !work.Transcribe {
 		return nil
 	}
 	return "queued"

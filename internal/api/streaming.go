@@ -347,7 +347,7 @@ func (s *Server) storeStitched(r *http.Request, p *auth.Principal, rec *model.Re
 		if err != nil {
 			return err
 		}
-		recJSON, err := s.markUploaded(ctx, tx, locked, []checkedMedia{checked}, &checked)
+		recJSON, work, err := s.markUploaded(ctx, tx, locked, []checkedMedia{checked}, &checked)
 		if err != nil {
 			return err
 		}
@@ -356,7 +356,7 @@ func (s *Server) storeStitched(r *http.Request, p *auth.Principal, rec *model.Re
 			"status":               model.RecordingUploaded,
 			"chunks_received":      chunkCount,
 			"stitching_job_id":     "job_" + strings.TrimPrefix(m.ID, "med_"),
-			"transcription_status": s.transcriptionStatusAfterUpload(ctx, p),
+			"transcription_status": transcriptionStatusAfterUpload(work),
 			"duration_ms":          recJSON["duration_ms"],
 			"recording":            recJSON,
 		}

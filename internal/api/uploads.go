@@ -21,6 +21,7 @@ import (
 	"github.com/botaserver/bota/internal/blob"
 	"github.com/botaserver/bota/internal/ids"
 	"github.com/botaserver/bota/internal/model"
+	"github.com/botaserver/bota/internal/processing"
 	"github.com/botaserver/bota/internal/store"
 )
 
@@ -285,7 +286,7 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, p *auth.
 			// A concurrent complete won, so return its response.
 			return json.Unmarshal([]byte(*locked.CompleteResponse), &out)
 		}
-		out, err = s.markUploaded(r.Context(), tx, locked, checked, primary)
+		out, _, err = s.markUploaded(r.Context(), tx, locked, checked, primary)
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -470,21 +471,28 @@ func (s *Server) failIntegrity(r *http.Request, rec *model.Recording, m *model.M
 }
 
 // markUploaded moves media and recording to uploaded and records the
-// recording.uploaded event; it returns the response body, also stored for
-// replays.
-func (s *Server) markUploaded(ctx context.Context, tx *store.Store, rec *model.Recording, checked []checkedMedia, primary *checkedMedia) (map[string]any, error) {
+// recording.uploaded event with the work the project's settings ask for
+// now; it returns the response body, also stored for replays, and that
+// work.
+func (s *Server) markUploaded(ctx context.Context, tx *store.Store, rec *model.Recording, checked []checkedMedia, primary *checkedMedia) (map[string]any, processing.UploadWork, error) {
+	var work processing.UploadWork
+	pc, err := Processing(ctx, tx, rec.Tenant)
+	if err != nil {
+		return nil, work, err
+	}
+	work.Transcribe, work.Provider = pc.AutoTranscription, pc.Provider
 	now := tx.Now()
 	for _, c := range checked {
 		m := c.media
 		size, sum := c.size, c.sha256
 		m.Status, m.FileSizeBytes, m.SHA256, m.DurationMs, m.UploadedAt = model.MediaUploaded, &size, &sum, c.duration, &now
 		if err := tx.SaveMedia(ctx, m); err != nil {
-			return nil, err
+			return nil, work, err
 		}
 	}
 	fresh, err := tx.Recording(ctx, rec.Tenant, rec.ID)
 	if err != nil {
-		return nil, err
+		return nil, work, err
 	}
 	fresh.Status = model.RecordingUploaded
 	fresh.UploadedAt, fresh.UpdatedAt = &now, now
@@ -495,17 +503,17 @@ func (s *Server) markUploaded(ctx context.Context, tx *store.Store, rec *model.R
 	out := recordingJSON(fresh)
 	raw, err := json.Marshal(out)
 	if err != nil {
-		return nil, err
+		return nil, work, err
 	}
 	stored := string(raw)
 	fresh.CompleteResponse = &stored
 	if err := tx.SaveRecordingState(ctx, fresh); err != nil {
-		return nil, err
+		return nil, work, err
 	}
-	if _, err := tx.AddEvent(ctx, rec.Tenant, "recording.uploaded", uploadedEventData(fresh)); err != nil {
-		return nil, err
+	if _, err := tx.AddEventWork(ctx, rec.Tenant, "recording.uploaded", uploadedEventData(fresh), work); err != nil {
+		return nil, work, err
 	}
-	return out, nil
+	return out, work, nil
 }
 
 // uploadedEventData is the recording plus the documented extra fields of

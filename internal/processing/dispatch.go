@@ -129,24 +129,43 @@ func (d *Dispatcher) requeue(ctx context.Context) error {
 	return nil
 }
 
+// UploadWork is the work of a recording.uploaded event, decided in the
+// transaction that stores the upload: a settings change after the upload
+// does not change whether it is transcribed.
+type UploadWork struct {
+	Transcribe bool `json:"transcribe"`
+	// Provider is the transcription provider, or nil for the default engine.
+	Provider *string `json:"provider,omitempty"`
+}
+
 // AutoTranscribe is the EventHandler that starts a transcription when a
-// recording is uploaded and its project transcribes automatically. Errors
-// of the transcription never fail the upload: they end in the
+// recording is uploaded and its project transcribed uploads automatically
+// at that moment. Events stored without their work read the settings now.
+// Errors of the transcription never fail the upload: they end in the
 // transcription's own failed status.
 func (p *Pipeline) AutoTranscribe(ctx context.Context, e *store.Event) error {
 	if e.Type != "recording.uploaded" {
 		return nil
 	}
 	var data struct {
-		ID              string  `json:"id"`
-		TranscriptionID *string `json:"transcription_id"`
+		ID string `json:"id"`
 	}
 	if err := json.Unmarshal(e.Data, &data); err != nil {
 		return err
 	}
-	enabled, provider, err := p.AutoTranscription(ctx, e.Tenant)
-	if err != nil || !enabled {
-		return err
+	var work UploadWork
+	if e.Work != nil {
+		if err := json.Unmarshal(e.Work, &work); err != nil {
+			return err
+		}
+	} else {
+		var err error
+		if work.Transcribe, work.Provider, err = p.AutoTranscription(ctx, e.Tenant); err != nil {
+			return err
+		}
+	}
+	if !work.Transcribe {
+		return nil
 	}
 	rec, err := p.Store.Recording(ctx, e.Tenant, data.ID)
 	if errors.Is(err, store.ErrNotFound) {
@@ -158,7 +177,7 @@ func (p *Pipeline) AutoTranscribe(ctx context.Context, e *store.Event) error {
 	if rec.TranscriptionID != nil {
 		return nil // already transcribed or asked for
 	}
-	_, _, err = p.Request(ctx, e.Tenant, rec.ID, Options{Provider: provider})
+	_, _, err = p.Request(ctx, e.Tenant, rec.ID, Options{Provider: work.Provider})
 	if errors.Is(err, ErrNotUploaded) || errors.Is(err, store.ErrNotFound) {
 		return nil
 	}

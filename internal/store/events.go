@@ -18,36 +18,60 @@ import (
 type Event struct {
 	ID string
 	model.Tenant
-	Type      string
-	Data      json.RawMessage
+	Type string
+	Data json.RawMessage
+	// Work is the background work decided when the event was stored, as
+	// JSON whose shape the event's handler defines, or nil when none was
+	// recorded.
+	Work      json.RawMessage
 	CreatedAt time.Time
 }
 
 // AddEvent stores an event whose data is the JSON of data.
 func (s *Store) AddEvent(ctx context.Context, t model.Tenant, typ string, data any) (*Event, error) {
+	return s.AddEventWork(ctx, t, typ, data, nil)
+}
+
+// AddEventWork stores an event whose data is the JSON of data, with the
+// JSON of work, unless nil, as the background work the event requires.
+func (s *Store) AddEventWork(ctx context.Context, t model.Tenant, typ string, data, work any) (*Event, error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s event: %w", typ, err)
 	}
 	e := &Event{ID: ids.New(ids.Event), Tenant: t, Type: typ, Data: raw, CreatedAt: fromMs(s.nowMs())}
-	_, err = s.exec(ctx, `INSERT INTO events (id, project_id, mode, type, data, created_at)
-		VALUES (?, ?, ?, ?, ?, ?)`, e.ID, t.ProjectID, t.Mode, typ, string(raw), ms(e.CreatedAt))
+	var workCol *string
+	if work != nil {
+		w, err := json.Marshal(work)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s event work: %w", typ, err)
+		}
+		e.Work = w
+		ws := string(w)
+		workCol = &ws
+	}
+	_, err = s.exec(ctx, `INSERT INTO events (id, project_id, mode, type, data, work, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, e.ID, t.ProjectID, t.Mode, typ, string(raw), workCol, ms(e.CreatedAt))
 	if err != nil {
 		return nil, fmt.Errorf("store %s event: %w", typ, err)
 	}
 	return e, nil
 }
 
-const eventColumns = `id, project_id, mode, type, data, created_at`
+const eventColumns = `id, project_id, mode, type, data, work, created_at`
 
 func scanEvent(sc interface{ Scan(...any) error }) (*Event, error) {
 	var e Event
 	var data string
+	var work sql.NullString
 	var created int64
-	if err := sc.Scan(&e.ID, &e.ProjectID, &e.Mode, &e.Type, &data, &created); err != nil {
+	if err := sc.Scan(&e.ID, &e.ProjectID, &e.Mode, &e.Type, &data, &work, &created); err != nil {
 		return nil, err
 	}
 	e.Data = json.RawMessage(data)
+	if work.Valid {
+		e.Work = json.RawMessage(work.String)
+	}
 	e.CreatedAt = fromMs(created)
 	return &e, nil
 }

@@ -291,6 +291,11 @@ CREATE TABLE webhook_leases (
 	PRIMARY KEY (endpoint_id, slot)
 );
 `,
+
+	// 3: the background work an event asks for, decided when the event is
+	// stored, so a settings change between the event and its dispatch does
+	// not change what happens to it. NULL for events stored before.
+	`ALTER TABLE events ADD COLUMN work TEXT`,
 }
 
 // Migrate applies the migrations the database has not seen yet. It holds
