@@ -471,8 +471,8 @@ func (s *Server) failIntegrity(r *http.Request, rec *model.Recording, m *model.M
 }
 
 // markUploaded moves media and recording to uploaded and records the
-// recording.uploaded event with the work the project's settings ask for
-// now; it returns the response body, also stored for replays, and that
+// recording.uploaded event with the work the project's settings request
+// now. It returns the response body, also stored for replays, and that
 // work.
 func (s *Server) markUploaded(ctx context.Context, tx *store.Store, rec *model.Recording, checked []checkedMedia, primary *checkedMedia) (map[string]any, processing.UploadWork, error) {
 	var work processing.UploadWork
