@@ -171,6 +171,8 @@ func TestHeartbeatKnownTokenPath(t *testing.T) {
 func TestHeartbeatKnownTokenRateLimit(t *testing.T) {
 	t.Parallel()
 	eachEnv(t, func(t *testing.T, env *apitest.Env) {
+		// A stopped clock refills no bucket between the requests.
+		env.Clock.Freeze()
 		dev := env.NewBoundDevice()
 		for range 2 {
 			env.ExpectStatus(env.Do("POST", "/v1/devices/me/heartbeat", dev.Token, `{"battery_percent":10}`), 200)

@@ -28,8 +28,10 @@ type bucket struct {
 	last   time.Time
 }
 
-func newLimiter(cfg Config) *limiter {
-	return &limiter{cfg: cfg, nodes: 1, buckets: map[string]*bucket{}, now: time.Now}
+// newLimiter returns a limiter whose buckets refill by the time now
+// returns.
+func newLimiter(cfg Config, now func() time.Time) *limiter {
+	return &limiter{cfg: cfg, nodes: 1, buckets: map[string]*bucket{}, now: now}
 }
 
 func (l *limiter) setNodes(n int) {
@@ -75,16 +77,21 @@ func (l *limiter) allow(w http.ResponseWriter, p *auth.Principal, extra string) 
 	// back.
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(int64(math.Ceil(float64(reset.UnixMilli())/1000)), 10))
 	if !ok {
-		return errRateLimited(int(math.Ceil(time.Until(reset).Seconds())))
+		return errRateLimited(l.secondsUntil(reset))
 	}
 	if extra == "transcriptions" && l.cfg.TranscriptionRateLimit > 0 {
 		perMinute := l.cfg.TranscriptionRateLimit
 		ok, _, reset := l.take("transcriptions:"+p.ProjectID+":"+p.Mode, perMinute/60, perMinute)
 		if !ok {
-			return errRateLimited(int(math.Ceil(time.Until(reset).Seconds())))
+			return errRateLimited(l.secondsUntil(reset))
 		}
 	}
 	return nil
+}
+
+// secondsUntil returns the whole seconds, rounded up, from now to t.
+func (l *limiter) secondsUntil(t time.Time) int {
+	return int(math.Ceil(t.Sub(l.now()).Seconds()))
 }
 
 // take removes one token from the bucket and returns whether it could, the
@@ -101,8 +108,11 @@ func (l *limiter) take(key string, rate, burst float64) (bool, int, time.Time) {
 		b = &bucket{tokens: burst, last: now}
 		l.buckets[key] = b
 	}
-	b.tokens = math.Min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
-	b.last = now
+	// A clock set back refills nothing rather than draining the bucket.
+	if elapsed := now.Sub(b.last); elapsed > 0 {
+		b.tokens = math.Min(burst, b.tokens+elapsed.Seconds()*rate)
+		b.last = now
+	}
 	if now.Sub(l.swept) > time.Minute {
 		l.sweep(now)
 	}

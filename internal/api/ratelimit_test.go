@@ -13,9 +13,11 @@ func TestRateLimit(t *testing.T) {
 	t.Parallel()
 	eachEnv(t, func(t *testing.T, env *apitest.Env) {
 		dev := env.NewBoundDevice()
-		// The setup above drained the project's bucket; wait for a full
-		// one (3 tokens at 3 per second).
-		time.Sleep(1100 * time.Millisecond)
+		// Buckets refill by the store's clock: stopped, the test decides
+		// how much time passes. The setup above drained the project's
+		// bucket, so let it fill (3 tokens at 3 per second).
+		env.Clock.Freeze()
+		env.Clock.Advance(1100 * time.Millisecond)
 
 		var statuses []int
 		var limited *apitest.Response
@@ -36,19 +38,19 @@ func TestRateLimit(t *testing.T) {
 		if limited == nil {
 			t.Fatalf("no 429 after %v", statuses)
 		}
-		if len(statuses) < 3 {
-			t.Errorf("429 after only %d requests: %v", len(statuses), statuses)
+		if len(statuses) != 4 {
+			t.Errorf("statuses %v, want three 200s, then 429", statuses)
 		}
 		env.ExpectError(limited, 429, "rate_limit_exceeded", "")
 		retry, err := strconv.Atoi(limited.Header.Get("Retry-After"))
-		if err != nil || retry < 1 || retry > 2 {
-			t.Errorf("Retry-After = %q, want 1 or 2 seconds", limited.Header.Get("Retry-After"))
+		if err != nil || retry != 1 {
+			t.Errorf("Retry-After = %q, want 1 second", limited.Header.Get("Retry-After"))
 		}
 		if got := limited.Header.Get("X-RateLimit-Remaining"); got != "0" {
 			t.Errorf("429 X-RateLimit-Remaining = %q, want 0", got)
 		}
 		reset, err := strconv.ParseInt(limited.Header.Get("X-RateLimit-Reset"), 10, 64)
-		if now := time.Now().Unix(); err != nil || reset < now || reset > now+5 {
+		if now := env.Clock.Now().Unix(); err != nil || reset < now || reset > now+5 {
 			t.Errorf("X-RateLimit-Reset = %q, now %d", limited.Header.Get("X-RateLimit-Reset"), now)
 		}
 
@@ -78,7 +80,7 @@ func TestRateLimit(t *testing.T) {
 			t.Errorf("device 429 has no Retry-After")
 		}
 
-		time.Sleep(time.Duration(retry) * time.Second)
+		env.Clock.Advance(time.Duration(retry) * time.Second)
 		env.ExpectStatus(env.Do("GET", "/v1/devices", env.TestKey, nil), 200)
 	}, apitest.WithRateLimit(3, 2))
 }

@@ -89,7 +89,7 @@ func New(cfg Config, st *store.Store, bs blob.Store, log *slog.Logger) *Server {
 		blob:    bs,
 		auth:    &auth.Authenticator{Store: st},
 		log:     log,
-		limits:  newLimiter(cfg),
+		limits:  newLimiter(cfg, func() time.Time { return st.Now() }),
 		metrics: newMetrics(),
 	}
 	s.auth.UploadToken = s.lookupUploadToken
