@@ -58,19 +58,27 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// throttled passes bytes through at about rate bytes per second, so that
-// a big upload is still in flight when the server is killed.
+// throttled passes bytes through at about rate bytes per second and,
+// after the first half bytes, waits until hold is closed, so that a big
+// upload is surely in flight when the server is killed.
 type throttled struct {
 	r    io.Reader
 	rate int
+	half int
+	hold <-chan struct{}
+	sent int
 }
 
 func (t *throttled) Read(p []byte) (int, error) {
+	if t.sent >= t.half {
+		<-t.hold
+	}
 	chunk := t.rate / 20
 	if len(p) > chunk {
 		p = p[:chunk]
 	}
 	n, err := t.r.Read(p)
+	t.sent += n
 	time.Sleep(50 * time.Millisecond)
 	return n, err
 }
@@ -94,8 +102,10 @@ type crashClient struct {
 
 // upload runs create, upload-url, PUT and upload-complete until a step
 // fails with a transport error. ready is called once the upload URL is
-// known; done once upload-complete returned 200.
-func (c *crashClient) upload(api *apiClient, slow bool, ready, done func()) {
+// known, and done once upload-complete returned 200. With a non-nil hold,
+// a big file's PUT sends half its bytes slowly, then waits for hold to
+// close.
+func (c *crashClient) upload(api *apiClient, hold <-chan struct{}, ready, done func()) {
 	fail := func(stage string, err error) {
 		// A *url.Error would print the signed URL.
 		var uerr *url.Error
@@ -130,12 +140,16 @@ func (c *crashClient) upload(api *apiClient, slow bool, ready, done func()) {
 	ready()
 
 	var body io.Reader = bytes.NewReader(c.data)
-	if slow && c.big {
-		body = &throttled{r: body, rate: 1 << 20}
+	if hold != nil && c.big {
+		body = &throttled{r: body, rate: 1 << 20, half: len(c.data) / 2, hold: hold}
 	}
 	status, err := putFile(api.http, c.uploadURL, c.headers, body, int64(len(c.data)))
-	if err != nil || status != http.StatusOK {
-		fail("PUT", fmt.Errorf("%v %d", err, status))
+	if err != nil {
+		fail("PUT", err)
+		return
+	}
+	if status != http.StatusOK {
+		fail("PUT", fmt.Errorf("status %d", status))
 		return
 	}
 	for range 20 {
@@ -206,16 +220,20 @@ func uploadsSurviveKill(t *testing.T, flags ...string) {
 
 	var ready, done counter
 	var wg sync.WaitGroup
+	hold := make(chan struct{})
+	var release sync.Once
+	t.Cleanup(func() { release.Do(func() { close(hold) }) })
 	for _, c := range all {
-		wg.Go(func() { c.upload(api, true, ready.add, done.add) })
+		wg.Go(func() { c.upload(api, hold, ready.add, done.add) })
 	}
 	// Kill once every client holds an upload URL and the small uploads
-	// are through, while the throttled big ones are still being sent.
+	// are through, while the big ones wait halfway through their PUT.
 	deadline := time.Now().Add(60 * time.Second)
 	for (ready.get() < clients || done.get() < smalls) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	srv.kill()
+	release.Do(func() { close(hold) })
 	wg.Wait()
 
 	var finished, interrupted []*crashClient
@@ -244,7 +262,7 @@ func uploadsSurviveKill(t *testing.T, flags ...string) {
 	// because the signing secret lives in the database.
 	for _, c := range interrupted {
 		c.stage = ""
-		c.upload(api, false, func() {}, func() {})
+		c.upload(api, nil, func() {}, func() {})
 		if !c.completed {
 			t.Errorf("client %d: retry failed at %s", c.n, c.stage)
 			continue

@@ -200,9 +200,11 @@ func TestCrashRescue(t *testing.T) {
 		river.AddWorker(workers, worker)
 		q := db.open(t, jobs.Config{
 			Workers: workers, Queues: map[string]int{river.QueueDefault: crashWorkers},
-			FetchPollInterval:    50 * time.Millisecond,
-			JobTimeout:           500 * time.Millisecond,
-			RescueStuckJobsAfter: time.Second,
+			FetchPollInterval: 50 * time.Millisecond,
+			// A job takes 10 ms. The timeout leaves room for a slow disk, so
+			// no job here times out and takes an extra attempt.
+			JobTimeout:           5 * time.Second,
+			RescueStuckJobsAfter: 6 * time.Second,
 		})
 		ids := insertSleepJobs(t, q, n, 10)
 

@@ -104,11 +104,11 @@ func checkReceiver(t *testing.T, url string) {
 		{"new secret alone", func(d *webhook.Delivery) { d.Secrets = []string{testSecret} }, 401},
 		{"stale", func(d *webhook.Delivery) {
 			d.Secrets = []string{oldSecret}
-			d.Now = time.Now().Add(-301 * time.Second)
+			d.Now = time.Now().Add(-330 * time.Second)
 		}, 401},
 		{"future", func(d *webhook.Delivery) {
 			d.Secrets = []string{oldSecret}
-			d.Now = time.Now().Add(301 * time.Second)
+			d.Now = time.Now().Add(330 * time.Second)
 		}, 401},
 	}
 	for _, tt := range tests {

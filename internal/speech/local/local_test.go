@@ -324,7 +324,13 @@ func TestTranscribeCancelKillsRecogniser(t *testing.T) {
 	if engine.Running() == 0 {
 		t.Fatal("no recogniser started within 10 s")
 	}
+	// Running counts a recogniser just before its process starts, so look
+	// for the process until it appears.
 	children := recogniserChildren(t)
+	for len(children) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		children = recogniserChildren(t)
+	}
 	if len(children) == 0 {
 		t.Fatal("no pocketsphinx_continuous child process found while Running > 0")
 	}
