@@ -1,5 +1,10 @@
 package audio
 
+import (
+	"errors"
+	"io"
+)
+
 // Span is a stretch of PCM in samples: [Start, End).
 type Span struct {
 	Start int
@@ -25,21 +30,70 @@ const (
 // between two thirds of maxSeconds and maxSeconds after the previous cut, so
 // pieces are at least two thirds of maxSeconds long, except the last one.
 func SplitAtSilence(pcm []int16, sampleRate int, maxSeconds float64) []Span {
-	maxSamples := int(maxSeconds * float64(sampleRate))
 	frame := sampleRate * frameMs / 1000
-	if len(pcm) <= maxSamples || frame <= 0 || maxSamples < 3*frame {
-		if len(pcm) > maxSamples && maxSamples > 0 {
-			return fixedSpans(len(pcm), maxSamples)
+	var energies []float64
+	if frame > 0 {
+		energies = frameEnergies(pcm, frame)
+	}
+	return cutAtSilence(len(pcm), energies, frame, int(maxSeconds*float64(sampleRate)))
+}
+
+// SplitPCM cuts the signed 16-bit little-endian PCM read from r as
+// SplitAtSilence cuts the same samples, and returns the spans and the
+// number of samples read. A trailing odd byte is not a sample. It keeps
+// energy values per 20 ms frame, not the samples: BenchmarkSplitPCM
+// measures 11 MB allocated for an hour of audio, whose samples take 115 MB.
+func SplitPCM(r io.Reader, sampleRate int, maxSeconds float64) ([]Span, int, error) {
+	frame := sampleRate * frameMs / 1000
+	if frame <= 0 {
+		n, err := io.Copy(io.Discard, r)
+		return cutAtSilence(int(n/2), nil, frame, int(maxSeconds*float64(sampleRate))), int(n / 2), err
+	}
+	var energies []float64
+	buf := make([]byte, 2*frame*256)
+	filled, samples := 0, 0
+	for {
+		n, err := io.ReadFull(r, buf[filled:])
+		filled += n
+		whole := filled / (2 * frame) * 2 * frame
+		if err != nil {
+			whole = filled - filled%2
 		}
-		return []Span{{Start: 0, End: len(pcm)}}
+		for start := 0; start < whole; start += 2 * frame {
+			chunk := buf[start:min(start+2*frame, whole)]
+			var sum float64
+			for i := 0; i+1 < len(chunk); i += 2 {
+				v := float64(int16(uint16(chunk[i]) | uint16(chunk[i+1])<<8))
+				sum += v * v
+			}
+			energies = append(energies, sum/float64(len(chunk)/2))
+		}
+		samples += whole / 2
+		filled = copy(buf, buf[whole:filled])
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			break
+		}
+		if err != nil {
+			return nil, samples, err
+		}
+	}
+	return cutAtSilence(samples, energies, frame, int(maxSeconds*float64(sampleRate))), samples, nil
+}
+
+// cutAtSilence places the cuts of SplitAtSilence for n samples whose frames
+// of frame samples have the given mean energies.
+func cutAtSilence(n int, energies []float64, frame, maxSamples int) []Span {
+	if n <= maxSamples || frame <= 0 || maxSamples < 3*frame {
+		if n > maxSamples && maxSamples > 0 {
+			return fixedSpans(n, maxSamples)
+		}
+		return []Span{{Start: 0, End: n}}
 	}
 
-	energy := frameEnergies(pcm, frame)
-	smooth := smoothEnergies(energy, smoothFrames)
-
+	smooth := smoothEnergies(energies, smoothFrames)
 	var spans []Span
 	pos := 0
-	for len(pcm)-pos > maxSamples {
+	for n-pos > maxSamples {
 		first := (pos + maxSamples*2/3) / frame
 		last := (pos+maxSamples)/frame - 1
 		best := first
@@ -52,7 +106,7 @@ func SplitAtSilence(pcm []int16, sampleRate int, maxSeconds float64) []Span {
 		spans = append(spans, Span{Start: pos, End: cut})
 		pos = cut
 	}
-	return append(spans, Span{Start: pos, End: len(pcm)})
+	return append(spans, Span{Start: pos, End: n})
 }
 
 // fixedSpans cuts n samples every size samples, for limits too short to

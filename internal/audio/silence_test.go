@@ -1,8 +1,13 @@
 package audio_test
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"math"
+	"slices"
 	"testing"
+	"testing/iotest"
 
 	"github.com/botaserver/bota/internal/audio"
 )
@@ -87,4 +92,82 @@ func checkCoverage(t *testing.T, spans []audio.Span, n, maxLen int) {
 			t.Errorf("span %d starts at %d, previous ended at %d", i, s.Start, spans[i-1].End)
 		}
 	}
+}
+
+func TestSplitPCMMatchesSplitAtSilence(t *testing.T) {
+	cases := []struct {
+		name    string
+		rate    int
+		seconds float64
+		gaps    []float64
+		max     float64
+	}{
+		{"gaps", 16000, 70, []float64{12, 25, 47, 60}, 30},
+		{"no gaps", 8000, 95, nil, 20},
+		{"short", 16000, 29.9, nil, 30},
+		{"partial last frame", 16000, 61.0123, []float64{22, 41}, 30},
+		{"limit too short to search", 16000, 5, nil, 0.02},
+	}
+	for _, c := range cases {
+		pcm := toneWithGaps(c.rate, c.seconds, c.gaps)
+		want := audio.SplitAtSilence(pcm, c.rate, c.max)
+		raw := audio.SamplesToBytes(pcm)
+		// A trailing odd byte is not a sample, and short reads change
+		// nothing.
+		r := iotest.HalfReader(bytes.NewReader(append(raw, 0x7f)))
+		got, n, err := audio.SplitPCM(r, c.rate, c.max)
+		if err != nil {
+			t.Fatalf("%s: SplitPCM: %v", c.name, err)
+		}
+		if n != len(pcm) {
+			t.Errorf("%s: SplitPCM read %d samples, want %d", c.name, n, len(pcm))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: SplitPCM spans %v, want %v", c.name, got, want)
+		}
+	}
+}
+
+func TestSplitPCMReadError(t *testing.T) {
+	broken := errors.New("disk gone")
+	r := io.MultiReader(bytes.NewReader(make([]byte, 64000)), iotest.ErrReader(broken))
+	if _, _, err := audio.SplitPCM(r, 16000, 30); !errors.Is(err, broken) {
+		t.Errorf("SplitPCM error = %v, want %v", err, broken)
+	}
+}
+
+// toneReader streams n bytes of a 440 Hz tone as 16 kHz PCM without
+// holding them.
+type toneReader struct {
+	n, off int
+}
+
+func (r *toneReader) Read(p []byte) (int, error) {
+	if r.off >= r.n {
+		return 0, io.EOF
+	}
+	p = p[:min(len(p), r.n-r.off)&^1]
+	for i := 0; i < len(p); i += 2 {
+		s := uint16(int16(8000 * math.Sin(2*math.Pi*440*float64((r.off+i)/2)/16000)))
+		p[i], p[i+1] = byte(s), byte(s>>8)
+	}
+	r.off += len(p)
+	return len(p), nil
+}
+
+// BenchmarkSplitPCM reports the memory SplitPCM allocates for one hour of
+// audio (B/op) against the 115 MB of that hour's samples.
+func BenchmarkSplitPCM(b *testing.B) {
+	const hour = 3600 * 16000 * 2
+	b.ReportAllocs()
+	for b.Loop() {
+		spans, _, err := audio.SplitPCM(&toneReader{n: hour}, 16000, 30)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(spans) < 120 {
+			b.Fatalf("%d spans for an hour, want at least 120", len(spans))
+		}
+	}
+	b.ReportMetric(float64(hour)/1e6, "audio-MB")
 }

@@ -4,9 +4,11 @@
 package local
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -85,10 +87,11 @@ func (e *Engine) Running() int { return int(e.running.Load()) }
 // since the engine was made.
 func (e *Engine) Peak() int { return int(e.peak.Load()) }
 
-// Transcribe decodes req.Path with ffmpeg, cuts audio longer than 30 seconds
-// at silences, recognises the pieces in parallel and joins their words into
-// segments split at pauses. Speakers are not told apart, so
-// req.Diarization is ignored.
+// Transcribe decodes req.Path with ffmpeg to a temporary raw PCM file, cuts
+// audio longer than 30 seconds at silences, recognises the pieces in
+// parallel and joins their words into segments split at pauses. Memory
+// holds the words and the frame energies of SplitPCM, not the samples.
+// Speakers are not distinguished, so req.Diarization is ignored.
 func (e *Engine) Transcribe(ctx context.Context, req speech.Request) (*speech.Result, error) {
 	if lang := speech.BaseLanguage(req.Language); lang != "" && lang != "en" {
 		return nil, &speech.Error{Code: speech.CodeProcessingError,
@@ -98,30 +101,6 @@ func (e *Engine) Transcribe(ctx context.Context, req speech.Request) (*speech.Re
 	if _, err := audio.ProbeStreams(ctx, req.Path); err != nil {
 		return nil, audioError(ctx, err)
 	}
-	pcm, err := audio.ReadPCM(ctx, req.Path)
-	if err != nil {
-		return nil, audioError(ctx, err)
-	}
-	if len(pcm) < minSamples {
-		return nil, &speech.Error{Code: speech.CodeAudioTooShort,
-			Message: fmt.Sprintf("audio is %d ms long, the minimum is 1000 ms",
-				len(pcm)*1000/audio.SampleRate)}
-	}
-
-	started := time.Now()
-	words, err := e.recognise(ctx, pcm)
-	if err != nil {
-		return nil, err
-	}
-	durationMs := int64(len(pcm)) * 1000 / audio.SampleRate
-	e.logger.Debug("speech.local.transcribed", "duration_ms", durationMs,
-		"elapsed_ms", time.Since(started).Milliseconds(), "words", len(words))
-	return buildResult(words, durationMs), nil
-}
-
-// recognise runs one recogniser per silence-cut piece of pcm, at most
-// len(e.slots) at once across the engine, and returns the words in time order.
-func (e *Engine) recognise(ctx context.Context, pcm []int16) ([]speech.Word, error) {
 	dir, err := os.MkdirTemp("", "bota-local-")
 	if err != nil {
 		return nil, &speech.Error{Code: speech.CodeProcessingError,
@@ -129,17 +108,63 @@ func (e *Engine) recognise(ctx context.Context, pcm []int16) ([]speech.Word, err
 	}
 	defer os.RemoveAll(dir)
 
+	pcm, err := os.Create(filepath.Join(dir, "audio.raw"))
+	if err != nil {
+		return nil, writeError(err)
+	}
+	defer pcm.Close()
+	if err := audio.DecodePCM(ctx, req.Path, pcm); err != nil {
+		return nil, audioError(ctx, err)
+	}
+	if _, err := pcm.Seek(0, io.SeekStart); err != nil {
+		return nil, readError(err)
+	}
+	spans, samples, err := audio.SplitPCM(bufio.NewReaderSize(pcm, 1<<16), audio.SampleRate, maxPieceSeconds)
+	if err != nil {
+		return nil, readError(err)
+	}
+	if samples < minSamples {
+		return nil, &speech.Error{Code: speech.CodeAudioTooShort,
+			Message: fmt.Sprintf("audio is %d ms long, the minimum is 1000 ms",
+				samples*1000/audio.SampleRate)}
+	}
+
+	started := time.Now()
+	words, err := e.recognise(ctx, dir, pcm, spans)
+	if err != nil {
+		return nil, err
+	}
+	durationMs := int64(samples) * 1000 / audio.SampleRate
+	e.logger.Debug("speech.local.transcribed", "duration_ms", durationMs, "pieces", len(spans),
+		"elapsed_ms", time.Since(started).Milliseconds(), "words", len(words))
+	return buildResult(words, durationMs), nil
+}
+
+// recognise runs one recogniser per span of the raw PCM in pcm, at most
+// len(e.slots) at once across the engine, and returns the words in time
+// order. A piece's samples are copied to its own file in dir only once it
+// has a slot, so the pieces waiting take no disk space.
+func (e *Engine) recognise(ctx context.Context, dir string, pcm io.ReaderAt, spans []audio.Span) ([]speech.Word, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	spans := audio.SplitAtSilence(pcm, audio.SampleRate, maxPieceSeconds)
 	results := make([][]speech.Word, len(spans))
 	errs := make([]error, len(spans))
 	var wg sync.WaitGroup
 	for i, span := range spans {
+		select {
+		case e.slots <- struct{}{}:
+		case <-ctx.Done():
+			errs[i] = canceled(ctx)
+		}
+		if errs[i] != nil {
+			break
+		}
 		wg.Go(func() {
-			path := filepath.Join(dir, fmt.Sprintf("piece%03d.raw", i))
-			results[i], errs[i] = e.recognisePiece(ctx, path, pcm[span.Start:span.End])
+			defer func() { <-e.slots }()
+			path := filepath.Join(dir, fmt.Sprintf("piece%05d.raw", i))
+			piece := io.NewSectionReader(pcm, 2*int64(span.Start), 2*int64(span.End-span.Start))
+			results[i], errs[i] = e.recognisePiece(ctx, path, piece)
 			if errs[i] != nil {
 				cancel()
 			}
@@ -162,21 +187,12 @@ func (e *Engine) recognise(ctx context.Context, pcm []int16) ([]speech.Word, err
 	return words, nil
 }
 
-// recognisePiece writes samples to path as raw PCM and runs the recogniser
-// on it once a worker slot is free.
-func (e *Engine) recognisePiece(ctx context.Context, path string, samples []int16) ([]speech.Word, error) {
-	if err := os.WriteFile(path, audio.SamplesToBytes(samples), 0o600); err != nil {
-		return nil, &speech.Error{Code: speech.CodeProcessingError,
-			Message: "writing audio for the recogniser failed", Retryable: true, Err: err}
+// recognisePiece copies the raw PCM of piece to path and runs the
+// recogniser on it. The caller holds a worker slot.
+func (e *Engine) recognisePiece(ctx context.Context, path string, piece io.Reader) ([]speech.Word, error) {
+	if err := writePiece(path, piece); err != nil {
+		return nil, err
 	}
-
-	select {
-	case e.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, canceled(ctx)
-	}
-	defer func() { <-e.slots }()
-
 	n := e.running.Add(1)
 	defer e.running.Add(-1)
 	for {
@@ -196,9 +212,38 @@ func (e *Engine) recognisePiece(ctx context.Context, path string, samples []int1
 		return nil, &speech.Error{Code: speech.CodeProcessingError,
 			Message: "reading the recogniser output failed", Err: err}
 	}
-	e.logger.Debug("speech.local.piece", "samples", len(samples),
+	e.logger.Debug("speech.local.piece", "path", filepath.Base(path),
 		"elapsed_ms", time.Since(started).Milliseconds(), "words", len(words))
 	return words, nil
+}
+
+// writePiece copies piece to a new file at path.
+func writePiece(path string, piece io.Reader) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return writeError(err)
+	}
+	_, err = io.Copy(f, piece)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return writeError(err)
+	}
+	return nil
+}
+
+// writeError reports a failed write of temporary audio as retryable: the
+// disk, not the audio, is at fault.
+func writeError(err error) error {
+	return &speech.Error{Code: speech.CodeProcessingError,
+		Message: "writing audio for the recogniser failed", Retryable: true, Err: err}
+}
+
+// readError reports a failed read of temporary audio as retryable.
+func readError(err error) error {
+	return &speech.Error{Code: speech.CodeProcessingError,
+		Message: "reading the decoded audio failed", Retryable: true, Err: err}
 }
 
 // audioError maps audio package failures to speech error codes.
