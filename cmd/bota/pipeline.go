@@ -31,7 +31,7 @@ func engines(cfg *config.Config, log *slog.Logger) *speech.Registry {
 	var hosted []speech.Engine
 	if cfg.WhisperURL != "" {
 		hosted = append(hosted, whisper.New(whisper.Config{BaseURL: cfg.WhisperURL, APIKey: cfg.WhisperKey,
-			Model: cfg.WhisperModel, Logger: log}))
+			Model: cfg.WhisperModel, MaxFileBytes: int64(cfg.WhisperMaxFileBytes), Logger: log}))
 	}
 	if cfg.DeepgramKey != "" {
 		hosted = append(hosted, deepgram.New(deepgram.Config{BaseURL: cfg.DeepgramURL, APIKey: cfg.DeepgramKey, Logger: log}))

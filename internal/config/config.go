@@ -40,16 +40,18 @@ type Config struct {
 	MaxFileSize   int64
 	MaxMedia      int
 
-	SpeechWorkers  int
-	WhisperURL     string
-	WhisperKey     string
-	WhisperModel   string
-	DeepgramURL    string
-	DeepgramKey    string
-	AssemblyAIURL  string
-	AssemblyAIKey  string
-	JobWorkers     int
-	JobRescueAfter time.Duration
+	SpeechWorkers int
+	WhisperURL    string
+	WhisperKey    string
+	WhisperModel  string
+	// WhisperMaxFileBytes is the largest file sent to WhisperURL at once.
+	WhisperMaxFileBytes int
+	DeepgramURL         string
+	DeepgramKey         string
+	AssemblyAIURL       string
+	AssemblyAIKey       string
+	JobWorkers          int
+	JobRescueAfter      time.Duration
 
 	WebhookEndpointConcurrency int
 	WebhookPrivate             bool
@@ -189,6 +191,9 @@ var Options = []Option{
 		Usage: "API key for --whisper-url", set: str(func(c *Config) *string { return &c.WhisperKey })},
 	{Flag: "whisper-model", Env: "BOTA_WHISPER_MODEL", Default: "whisper-1", Commands: serveOnly,
 		Usage: "model name sent to --whisper-url", set: str(func(c *Config) *string { return &c.WhisperModel })},
+	{Flag: "whisper-max-file-bytes", Env: "BOTA_WHISPER_MAX_FILE_BYTES", Default: "25000000", Commands: serveOnly,
+		Usage: "largest file sent to --whisper-url in one request; larger recordings go as WAV pieces of at most 10 minutes",
+		set:   positive(func(c *Config) *int { return &c.WhisperMaxFileBytes })},
 	{Flag: "deepgram-url", Env: "BOTA_DEEPGRAM_URL", Default: "https://api.deepgram.com", Commands: serveOnly,
 		Usage: "Deepgram API base URL", set: str(func(c *Config) *string { return &c.DeepgramURL })},
 	{Flag: "deepgram-api-key", Env: "BOTA_DEEPGRAM_API_KEY", Default: "", Secret: true, Commands: serveOnly,

@@ -4,9 +4,12 @@
 package whisper
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,11 +22,20 @@ import (
 	"strings"
 	"time"
 
+	"github.com/botaserver/bota/internal/audio"
 	"github.com/botaserver/bota/internal/speech"
 )
 
 // Name is the engine and provider name.
 const Name = "whisper"
+
+// DefaultMaxFileBytes is OpenAI's upload limit of 25 MB, read as decimal
+// megabytes, the smaller reading.
+const DefaultMaxFileBytes = 25_000_000
+
+// maxPieceSeconds bounds the pieces of a split recording. Ten minutes of
+// 16 kHz mono WAV take 19.2 MB.
+const maxPieceSeconds = 600
 
 // Config configures an Engine.
 type Config struct {
@@ -34,6 +46,10 @@ type Config struct {
 	APIKey string
 	// Model is the model name. Default "whisper-1".
 	Model string
+	// MaxFileBytes is the largest file sent in one request. A larger
+	// recording is decoded and sent as WAV pieces of at most 10 minutes
+	// cut at silences. Default 25,000,000, OpenAI's 25 MB limit.
+	MaxFileBytes int64
 	// HTTPClient makes the requests. Default a client with a 10 minute timeout.
 	HTTPClient *http.Client
 	// Logger receives a record per request. Default slog.Default().
@@ -55,6 +71,9 @@ func New(cfg Config) *Engine {
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	if cfg.Model == "" {
 		cfg.Model = "whisper-1"
+	}
+	if cfg.MaxFileBytes <= 0 {
+		cfg.MaxFileBytes = DefaultMaxFileBytes
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Minute}
@@ -88,9 +107,31 @@ type verboseJSON struct {
 }
 
 // Transcribe uploads req.Path as multipart form data and maps the verbose
-// JSON reply. The API gives no speakers, so req.Diarization is ignored.
+// JSON reply. A file over MaxFileBytes goes in pieces, one request each,
+// whose results are joined with their times shifted. The API gives no
+// speakers, so req.Diarization is ignored.
 func (e *Engine) Transcribe(ctx context.Context, req speech.Request) (*speech.Result, error) {
-	body, contentType, err := e.form(req)
+	info, err := os.Stat(req.Path)
+	if err != nil {
+		return nil, readError(err)
+	}
+	if info.Size() > e.cfg.MaxFileBytes {
+		return e.transcribePieces(ctx, req)
+	}
+	data, err := os.ReadFile(req.Path)
+	if err != nil {
+		return nil, readError(err)
+	}
+	contentType := req.ContentType
+	if contentType == "" {
+		contentType = "application/octet-stream"
+	}
+	return e.send(ctx, data, uploadName(req), contentType, req.Language)
+}
+
+// send posts one file and maps the reply.
+func (e *Engine) send(ctx context.Context, data []byte, name, contentType, language string) (*speech.Result, error) {
+	body, formType, err := e.form(data, name, contentType, language)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +141,7 @@ func (e *Engine) Transcribe(ctx context.Context, req speech.Request) (*speech.Re
 		return nil, &speech.Error{Code: speech.CodeProcessingError,
 			Message: "invalid whisper base URL " + e.cfg.BaseURL, Err: err}
 	}
-	httpReq.Header.Set("Content-Type", contentType)
+	httpReq.Header.Set("Content-Type", formType)
 	if e.cfg.APIKey != "" {
 		httpReq.Header.Set("Authorization", "Bearer "+e.cfg.APIKey)
 	}
@@ -111,33 +152,135 @@ func (e *Engine) Transcribe(ctx context.Context, req speech.Request) (*speech.Re
 		return nil, speech.TransportError(Name, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	reply, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, speech.TransportError(Name, err)
 	}
-	e.cfg.Logger.Debug("speech.whisper.response", "status", resp.StatusCode,
+	e.cfg.Logger.Debug("speech.whisper.response", "status", resp.StatusCode, "bytes_sent", len(data),
 		"elapsed_ms", time.Since(started).Milliseconds())
 	if resp.StatusCode != http.StatusOK {
-		return nil, replyError(resp, data)
+		return nil, replyError(resp, reply)
 	}
 
-	var reply verboseJSON
-	if err := json.Unmarshal(data, &reply); err != nil {
+	var verbose verboseJSON
+	if err := json.Unmarshal(reply, &verbose); err != nil {
 		return nil, &speech.Error{Code: speech.CodeProcessingError, Retryable: true,
 			Message: "whisper reply is not verbose JSON", Err: err}
 	}
-	return mapReply(&reply, req.Language), nil
+	return mapReply(&verbose, language), nil
 }
 
-// form builds the multipart body in memory.
-// NOTE: OpenAI accepts files up to 25 MB; longer recordings must be split by
-// the caller or sent to a server without that limit.
-func (e *Engine) form(req speech.Request) (io.Reader, string, error) {
-	audio, err := os.ReadFile(req.Path)
+// transcribePieces decodes req.Path to 16 kHz mono PCM in a temporary
+// file, cuts it at silences into pieces that fit MaxFileBytes as WAV, and
+// sends them one after another.
+func (e *Engine) transcribePieces(ctx context.Context, req speech.Request) (*speech.Result, error) {
+	dir, err := os.MkdirTemp("", "bota-whisper-")
 	if err != nil {
-		return nil, "", &speech.Error{Code: speech.CodeProcessingError, Retryable: true,
-			Message: "reading the audio file failed", Err: err}
+		return nil, readError(err)
 	}
+	defer os.RemoveAll(dir)
+	pcm, err := os.Create(filepath.Join(dir, "audio.raw"))
+	if err != nil {
+		return nil, readError(err)
+	}
+	defer pcm.Close()
+	if err := audio.DecodePCM(ctx, req.Path, pcm); err != nil {
+		return nil, decodeError(ctx, err)
+	}
+	if _, err := pcm.Seek(0, io.SeekStart); err != nil {
+		return nil, readError(err)
+	}
+	seconds := min(maxPieceSeconds, float64(e.cfg.MaxFileBytes-wavHeaderBytes)/(2*audio.SampleRate))
+	spans, samples, err := audio.SplitPCM(bufio.NewReaderSize(pcm, 1<<16), audio.SampleRate, seconds)
+	if err != nil {
+		return nil, readError(err)
+	}
+
+	joined := &speech.Result{Segments: []speech.Segment{},
+		DurationMs: int64(samples) * 1000 / audio.SampleRate}
+	var texts []string
+	var confSum float64
+	for i, span := range spans {
+		data := make([]byte, wavHeaderBytes+2*(span.End-span.Start))
+		writeWAVHeader(data, span.End-span.Start)
+		if _, err := pcm.ReadAt(data[wavHeaderBytes:], 2*int64(span.Start)); err != nil {
+			return nil, readError(err)
+		}
+		res, err := e.send(ctx, data, fmt.Sprintf("audio-%03d.wav", i), "audio/wav", req.Language)
+		if err != nil {
+			return nil, err
+		}
+		offset, _ := span.Seconds(audio.SampleRate)
+		for _, seg := range res.Segments {
+			seg.Start, seg.End = seg.Start+offset, seg.End+offset
+			for j := range seg.Words {
+				seg.Words[j].Start += offset
+				seg.Words[j].End += offset
+			}
+			confSum += seg.Confidence
+			joined.Segments = append(joined.Segments, seg)
+		}
+		if res.Text != "" {
+			texts = append(texts, res.Text)
+		}
+		if i == 0 {
+			joined.Language = res.Language
+		}
+	}
+	joined.Text = strings.Join(texts, " ")
+	if len(joined.Segments) > 0 {
+		joined.Confidence = confSum / float64(len(joined.Segments))
+	}
+	e.cfg.Logger.Debug("speech.whisper.pieces", "pieces", len(spans), "duration_ms", joined.DurationMs)
+	return joined, nil
+}
+
+// wavHeaderBytes is the size of a canonical PCM WAV header.
+const wavHeaderBytes = 44
+
+// writeWAVHeader fills the first 44 bytes of b with the header of 16 kHz
+// mono 16-bit PCM holding samples samples.
+func writeWAVHeader(b []byte, samples int) {
+	size := uint32(2 * samples)
+	copy(b[0:], "RIFF")
+	binary.LittleEndian.PutUint32(b[4:], 36+size)
+	copy(b[8:], "WAVEfmt ")
+	binary.LittleEndian.PutUint32(b[16:], 16) // fmt chunk size
+	binary.LittleEndian.PutUint16(b[20:], 1)  // PCM
+	binary.LittleEndian.PutUint16(b[22:], 1)  // mono
+	binary.LittleEndian.PutUint32(b[24:], audio.SampleRate)
+	binary.LittleEndian.PutUint32(b[28:], 2*audio.SampleRate) // bytes per second
+	binary.LittleEndian.PutUint16(b[32:], 2)                  // bytes per frame
+	binary.LittleEndian.PutUint16(b[34:], 16)                 // bits per sample
+	copy(b[36:], "data")
+	binary.LittleEndian.PutUint32(b[40:], size)
+}
+
+// readError reports a failed read or write of local audio as retryable.
+func readError(err error) error {
+	return &speech.Error{Code: speech.CodeProcessingError, Retryable: true,
+		Message: "reading the audio file failed", Err: err}
+}
+
+// decodeError maps a failed decode of a recording too large for one
+// request.
+func decodeError(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return &speech.Error{Code: speech.CodeProcessingError, Retryable: true,
+			Message: "transcription was interrupted", Err: context.Cause(ctx)}
+	case errors.Is(err, audio.ErrUnsupportedFormat):
+		return &speech.Error{Code: speech.CodeUnsupportedFormat,
+			Message: "the audio format is not supported", Err: err}
+	case errors.Is(err, audio.ErrCorrupt):
+		return &speech.Error{Code: speech.CodeAudioCorrupt,
+			Message: "the audio file is damaged or holds no audio", Err: err}
+	}
+	return readError(err)
+}
+
+// form builds the multipart body in memory; data is at most MaxFileBytes.
+func (e *Engine) form(data []byte, name, contentType, language string) (io.Reader, string, error) {
 	var buf bytes.Buffer
 	w := multipart.NewWriter(&buf)
 	fields := [][2]string{
@@ -146,7 +289,7 @@ func (e *Engine) form(req speech.Request) (io.Reader, string, error) {
 		{"timestamp_granularities[]", "word"},
 		{"timestamp_granularities[]", "segment"},
 	}
-	if lang := speech.BaseLanguage(req.Language); lang != "" {
+	if lang := speech.BaseLanguage(language); lang != "" {
 		fields = append(fields, [2]string{"language", lang})
 	}
 	for _, f := range fields {
@@ -155,18 +298,13 @@ func (e *Engine) form(req speech.Request) (io.Reader, string, error) {
 		}
 	}
 	header := make(textproto.MIMEHeader)
-	header.Set("Content-Disposition",
-		fmt.Sprintf(`form-data; name="file"; filename=%q`, uploadName(req)))
-	if req.ContentType != "" {
-		header.Set("Content-Type", req.ContentType)
-	} else {
-		header.Set("Content-Type", "application/octet-stream")
-	}
+	header.Set("Content-Disposition", fmt.Sprintf(`form-data; name="file"; filename=%q`, name))
+	header.Set("Content-Type", contentType)
 	part, err := w.CreatePart(header)
 	if err != nil {
 		return nil, "", fmt.Errorf("create file part: %w", err)
 	}
-	if _, err := part.Write(audio); err != nil {
+	if _, err := part.Write(data); err != nil {
 		return nil, "", fmt.Errorf("write file part: %w", err)
 	}
 	if err := w.Close(); err != nil {
