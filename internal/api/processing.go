@@ -17,9 +17,9 @@ func (s *Server) afterUpload(r *http.Request, p *auth.Principal, recordingID str
 
 // transcriptionStatusAfterUpload returns the transcription_status of a
 // finalize response: queued when the upload is transcribed automatically,
-// null otherwise.
-func transcriptionStatusAfterUpload(work processing.UploadWork) any {
-	if !work.Transcribe {
+// null otherwise or when that is not decided yet.
+func transcriptionStatusAfterUpload(work *processing.UploadWork) any {
+	if work == nil || !work.Transcribe {
 		return nil
 	}
 	return "queued"

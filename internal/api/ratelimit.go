@@ -69,7 +69,7 @@ func (l *limiter) allow(w http.ResponseWriter, p *auth.Principal, extra string) 
 		return nil
 	}
 	burst = rate
-	ok, remaining, reset := l.take(key, rate, burst)
+	ok, remaining, reset, retry := l.take(key, rate, burst)
 	h := w.Header()
 	h.Set("X-RateLimit-Limit", strconv.Itoa(int(rate)))
 	h.Set("X-RateLimit-Remaining", strconv.Itoa(remaining))
@@ -77,27 +77,22 @@ func (l *limiter) allow(w http.ResponseWriter, p *auth.Principal, extra string) 
 	// back.
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(int64(math.Ceil(float64(reset.UnixMilli())/1000)), 10))
 	if !ok {
-		return errRateLimited(l.secondsUntil(reset))
+		return errRateLimited(retry)
 	}
 	if extra == "transcriptions" && l.cfg.TranscriptionRateLimit > 0 {
 		perMinute := l.cfg.TranscriptionRateLimit
-		ok, _, reset := l.take("transcriptions:"+p.ProjectID+":"+p.Mode, perMinute/60, perMinute)
+		ok, _, _, retry := l.take("transcriptions:"+p.ProjectID+":"+p.Mode, perMinute/60, perMinute)
 		if !ok {
-			return errRateLimited(l.secondsUntil(reset))
+			return errRateLimited(retry)
 		}
 	}
 	return nil
 }
 
-// secondsUntil returns the whole seconds, rounded up, from now to t.
-func (l *limiter) secondsUntil(t time.Time) int {
-	return int(math.Ceil(t.Sub(l.now()).Seconds()))
-}
-
 // take removes one token from the bucket and returns whether it could, the
-// tokens left, and when the bucket will next be full (or, when empty, hold
-// one token).
-func (l *limiter) take(key string, rate, burst float64) (bool, int, time.Time) {
+// tokens left, when the bucket will next be full (or, when empty, hold one
+// token), and the whole seconds until then, at least 1 when refused.
+func (l *limiter) take(key string, rate, burst float64) (bool, int, time.Time, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -108,21 +103,21 @@ func (l *limiter) take(key string, rate, burst float64) (bool, int, time.Time) {
 		b = &bucket{tokens: burst, last: now}
 		l.buckets[key] = b
 	}
-	// A clock set back refills nothing rather than draining the bucket.
+	// A clock set back refills nothing and restarts the count from now.
 	if elapsed := now.Sub(b.last); elapsed > 0 {
 		b.tokens = math.Min(burst, b.tokens+elapsed.Seconds()*rate)
-		b.last = now
 	}
+	b.last = now
 	if now.Sub(l.swept) > time.Minute {
 		l.sweep(now)
 	}
 	if b.tokens < 1 {
 		wait := time.Duration((1 - b.tokens) / rate * float64(time.Second))
-		return false, 0, now.Add(wait)
+		return false, 0, now.Add(wait), max(1, int(math.Ceil(wait.Seconds())))
 	}
 	b.tokens--
 	full := time.Duration((burst - b.tokens) / rate * float64(time.Second))
-	return true, int(b.tokens * share), now.Add(full)
+	return true, int(b.tokens * share), now.Add(full), 0
 }
 
 // sweep removes buckets idle for ten minutes, because they would be full

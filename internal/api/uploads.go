@@ -473,14 +473,16 @@ func (s *Server) failIntegrity(r *http.Request, rec *model.Recording, m *model.M
 // markUploaded moves media and recording to uploaded and records the
 // recording.uploaded event with the work the project's settings request
 // now. It returns the response body, also stored for replays, and that
-// work.
-func (s *Server) markUploaded(ctx context.Context, tx *store.Store, rec *model.Recording, checked []checkedMedia, primary *checkedMedia) (map[string]any, processing.UploadWork, error) {
-	var work processing.UploadWork
-	pc, err := Processing(ctx, tx, rec.Tenant)
-	if err != nil {
-		return nil, work, err
+// work, nil when the settings could not be read: the dispatcher then reads
+// them when it handles the event.
+func (s *Server) markUploaded(ctx context.Context, tx *store.Store, rec *model.Recording, checked []checkedMedia, primary *checkedMedia) (map[string]any, *processing.UploadWork, error) {
+	var work *processing.UploadWork
+	if pc, err := Processing(ctx, tx, rec.Tenant); err != nil {
+		loggerFrom(ctx).Warn("ProcessingConfigUnreadable", "project_id", rec.ProjectID, "mode", rec.Mode,
+			"recording_id", rec.ID, "err", err)
+	} else {
+		work = &processing.UploadWork{Transcribe: pc.AutoTranscription, Provider: pc.Provider}
 	}
-	work.Transcribe, work.Provider = pc.AutoTranscription, pc.Provider
 	now := tx.Now()
 	for _, c := range checked {
 		m := c.media
@@ -510,7 +512,11 @@ func (s *Server) markUploaded(ctx context.Context, tx *store.Store, rec *model.R
 	if err := tx.SaveRecordingState(ctx, fresh); err != nil {
 		return nil, work, err
 	}
-	if _, err := tx.AddEventWork(ctx, rec.Tenant, "recording.uploaded", uploadedEventData(fresh), work); err != nil {
+	var eventWork any
+	if work != nil {
+		eventWork = work
+	}
+	if _, err := tx.AddEventWork(ctx, rec.Tenant, "recording.uploaded", uploadedEventData(fresh), eventWork); err != nil {
 		return nil, work, err
 	}
 	return out, work, nil

@@ -109,6 +109,18 @@ func positive(f func(c *Config) *int) func(*Config, string) error {
 	}
 }
 
+// atLeast accepts integers of least or more.
+func atLeast(least int, f func(c *Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < least {
+			return fmt.Errorf("must be an integer of at least %d, got %q", least, v)
+		}
+		*f(c) = n
+		return nil
+	}
+}
+
 func duration(f func(c *Config) *time.Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
@@ -193,7 +205,8 @@ var Options = []Option{
 		Usage: "model name sent to --whisper-url", set: str(func(c *Config) *string { return &c.WhisperModel })},
 	{Flag: "whisper-max-file-bytes", Env: "BOTA_WHISPER_MAX_FILE_BYTES", Default: "25000000", Commands: serveOnly,
 		Usage: "largest file sent to --whisper-url in one request; larger recordings go as WAV pieces of at most 10 minutes",
-		set:   positive(func(c *Config) *int { return &c.WhisperMaxFileBytes })},
+		// The whisper engine's MinFileBytes: about three seconds of WAV.
+		set: atLeast(100_000, func(c *Config) *int { return &c.WhisperMaxFileBytes })},
 	{Flag: "deepgram-url", Env: "BOTA_DEEPGRAM_URL", Default: "https://api.deepgram.com", Commands: serveOnly,
 		Usage: "Deepgram API base URL", set: str(func(c *Config) *string { return &c.DeepgramURL })},
 	{Flag: "deepgram-api-key", Env: "BOTA_DEEPGRAM_API_KEY", Default: "", Secret: true, Commands: serveOnly,

@@ -152,6 +152,12 @@ func (e *Engine) recognise(ctx context.Context, dir string, pcm io.ReaderAt, spa
 	errs := make([]error, len(spans))
 	var wg sync.WaitGroup
 	for i, span := range spans {
+		// select picks at random when both cases are ready, so check for a
+		// failed sibling or a cancelled job before taking a slot too.
+		if ctx.Err() != nil {
+			errs[i] = canceled(ctx)
+			break
+		}
 		select {
 		case e.slots <- struct{}{}:
 		case <-ctx.Done():
@@ -187,12 +193,13 @@ func (e *Engine) recognise(ctx context.Context, dir string, pcm io.ReaderAt, spa
 	return words, nil
 }
 
-// recognisePiece copies the raw PCM of piece to path and runs the
-// recogniser on it. The caller holds a worker slot.
+// recognisePiece copies the raw PCM of piece to path, runs the recogniser
+// on it and removes the file. The caller holds a worker slot.
 func (e *Engine) recognisePiece(ctx context.Context, path string, piece io.Reader) ([]speech.Word, error) {
 	if err := writePiece(path, piece); err != nil {
 		return nil, err
 	}
+	defer os.Remove(path)
 	n := e.running.Add(1)
 	defer e.running.Add(-1)
 	for {

@@ -1,6 +1,7 @@
 package whisper_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +25,7 @@ import (
 
 // piece is one WAV file a split recording sent.
 type piece struct {
+	name     string
 	size     int
 	seconds  float64
 	model    string
@@ -30,7 +33,8 @@ type piece struct {
 }
 
 // pieceServer replies to each request with one segment spanning the WAV it
-// received, named by the request's order, and records the pieces.
+// received, whose text is the file's name, and records the pieces in the
+// order of their names.
 func pieceServer(t *testing.T) (*httptest.Server, func() []piece) {
 	t.Helper()
 	var mu sync.Mutex
@@ -51,11 +55,10 @@ func pieceServer(t *testing.T) (*httptest.Server, func() []piece) {
 		}
 		seconds := float64(len(data)-44) / 32000
 		mu.Lock()
-		n := len(pieces)
-		pieces = append(pieces, piece{size: len(data), seconds: seconds,
+		pieces = append(pieces, piece{name: fh.Filename, size: len(data), seconds: seconds,
 			model: r.FormValue("model"), language: r.FormValue("language")})
 		mu.Unlock()
-		text := fmt.Sprintf(" piece %d", n)
+		text := " " + fh.Filename
 		json.NewEncoder(w).Encode(map[string]any{
 			"language": "english", "duration": seconds, "text": text,
 			"segments": []map[string]any{{"start": 0, "end": seconds, "text": text, "avg_logprob": -0.1}},
@@ -66,7 +69,9 @@ func pieceServer(t *testing.T) (*httptest.Server, func() []piece) {
 	return srv, func() []piece {
 		mu.Lock()
 		defer mu.Unlock()
-		return append([]piece(nil), pieces...)
+		out := append([]piece(nil), pieces...)
+		slices.SortFunc(out, func(a, b piece) int { return strings.Compare(a.name, b.name) })
+		return out
 	}
 }
 
@@ -79,33 +84,41 @@ func TestTranscribeSplitsLargeFile(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "long.opus")
 	args := []string{"-nostdin", "-v", "error", "-y"}
-	for _, c := range clips {
-		args = append(args, "-i", c.WAVPath)
+	for range 2 {
+		for _, c := range clips {
+			args = append(args, "-i", c.WAVPath)
+		}
 	}
-	args = append(args, "-filter_complex", fmt.Sprintf("concat=n=%d:v=0:a=1[out]", len(clips)),
+	args = append(args, "-filter_complex", fmt.Sprintf("concat=n=%d:v=0:a=1[out]", 2*len(clips)),
 		"-map", "[out]", "-c:a", "libopus", "-b:a", "32k", path)
 	if out, err := exec.Command("ffmpeg", args...).CombinedOutput(); err != nil {
 		t.Fatalf("ffmpeg: %v\n%s", err, out)
 	}
-
 	info, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// One byte short of the Opus file: its WAV pieces, eight times larger
-	// per second, are each a few seconds long.
-	limit := info.Size() - 1
-
-	srv, pieces := pieceServer(t)
-	engine := whisper.New(whisper.Config{BaseURL: srv.URL, MaxFileBytes: limit})
-	res, err := engine.Transcribe(context.Background(),
-		speech.Request{Path: path, ContentType: "audio/opus", Language: "en-US"})
-	if err != nil {
-		t.Fatal(err)
+	// The smallest limit: WAV pieces of about three seconds.
+	const limit = whisper.MinFileBytes
+	if info.Size() <= limit {
+		t.Fatalf("the Opus file is %d bytes, want over %d", info.Size(), limit)
 	}
 
-	got := pieces()
-	t.Logf("%d bytes of Opus sent as %d WAV pieces", info.Size(), len(got))
+	for _, language := range []string{"en-US", ""} {
+		srv, pieces := pieceServer(t)
+		engine := whisper.New(whisper.Config{BaseURL: srv.URL, MaxFileBytes: limit})
+		res, err := engine.Transcribe(context.Background(),
+			speech.Request{Path: path, ContentType: "audio/opus", Language: language})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPieces(t, res, pieces(), limit, language)
+	}
+}
+
+func checkPieces(t *testing.T, res *speech.Result, got []piece, limit int64, language string) {
+	t.Helper()
+	t.Logf("language %q: sent as %d WAV pieces", language, len(got))
 	if len(got) < 3 {
 		t.Fatalf("%d requests, want the recording in 3 or more pieces", len(got))
 	}
@@ -115,8 +128,17 @@ func TestTranscribeSplitsLargeFile(t *testing.T) {
 		if int64(p.size) > limit {
 			t.Errorf("piece %d is %d bytes, over the %d limit", i, p.size, limit)
 		}
-		if p.model != "whisper-1" || p.language != "en" {
-			t.Errorf("piece %d sent model %q, language %q; want whisper-1 and en", i, p.model, p.language)
+		if p.seconds < 1 {
+			t.Errorf("piece %d is %.3f s long, want at least 1 s", i, p.seconds)
+		}
+		// Without a requested language, the first piece's detected one
+		// goes with the others.
+		want := "en"
+		if language == "" && i == 0 {
+			want = ""
+		}
+		if p.model != "whisper-1" || p.language != want {
+			t.Errorf("piece %d sent model %q, language %q; want whisper-1 and %q", i, p.model, p.language, want)
 		}
 		if i >= len(res.Segments) {
 			continue
@@ -130,7 +152,7 @@ func TestTranscribeSplitsLargeFile(t *testing.T) {
 			t.Errorf("segment %d words %+v, want one starting at %.3f s", i, seg.Words, total)
 		}
 		total += p.seconds
-		texts = append(texts, fmt.Sprintf("piece %d", i))
+		texts = append(texts, p.name)
 	}
 	if len(res.Segments) != len(got) {
 		t.Errorf("%d segments, want one per piece (%d)", len(res.Segments), len(got))
@@ -150,8 +172,11 @@ func TestTranscribeSplitsLargeFile(t *testing.T) {
 // without a request.
 func TestTranscribeSplitUnreadable(t *testing.T) {
 	srv, pieces := pieceServer(t)
-	path, _ := audioFile(t)
-	engine := whisper.New(whisper.Config{BaseURL: srv.URL, MaxFileBytes: 10})
+	path := filepath.Join(t.TempDir(), "rec.opus")
+	if err := os.WriteFile(path, bytes.Repeat([]byte("not audio "), 2*whisper.MinFileBytes/10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	engine := whisper.New(whisper.Config{BaseURL: srv.URL, MaxFileBytes: whisper.MinFileBytes})
 	_, err := engine.Transcribe(context.Background(), speech.Request{Path: path})
 	se := speech.AsError(err)
 	if se == nil || (se.Code != speech.CodeUnsupportedFormat && se.Code != speech.CodeAudioCorrupt) || se.Retryable {

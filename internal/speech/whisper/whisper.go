@@ -22,6 +22,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/botaserver/bota/internal/audio"
 	"github.com/botaserver/bota/internal/speech"
 )
@@ -33,9 +35,15 @@ const Name = "whisper"
 // megabytes, the smaller reading.
 const DefaultMaxFileBytes = 25_000_000
 
+// MinFileBytes is the smallest MaxFileBytes: about three seconds of WAV.
+const MinFileBytes = 100_000
+
 // maxPieceSeconds bounds the pieces of a split recording. Ten minutes of
 // 16 kHz mono WAV take 19.2 MB.
 const maxPieceSeconds = 600
+
+// pieceConcurrency is how many pieces of one recording are sent at once.
+const pieceConcurrency = 3
 
 // Config configures an Engine.
 type Config struct {
@@ -48,7 +56,8 @@ type Config struct {
 	Model string
 	// MaxFileBytes is the largest file sent in one request. A larger
 	// recording is decoded and sent as WAV pieces of at most 10 minutes
-	// cut at silences. Default 25,000,000, OpenAI's 25 MB limit.
+	// cut at silences. Default 25,000,000, OpenAI's 25 MB limit. Smaller
+	// values than MinFileBytes count as MinFileBytes.
 	MaxFileBytes int64
 	// HTTPClient makes the requests. Default a client with a 10 minute timeout.
 	HTTPClient *http.Client
@@ -75,6 +84,7 @@ func New(cfg Config) *Engine {
 	if cfg.MaxFileBytes <= 0 {
 		cfg.MaxFileBytes = DefaultMaxFileBytes
 	}
+	cfg.MaxFileBytes = max(cfg.MaxFileBytes, MinFileBytes)
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Minute}
 	}
@@ -172,7 +182,9 @@ func (e *Engine) send(ctx context.Context, data []byte, name, contentType, langu
 
 // transcribePieces decodes req.Path to 16 kHz mono PCM in a temporary
 // file, cuts it at silences into pieces that fit MaxFileBytes as WAV, and
-// sends them one after another.
+// sends them, pieceConcurrency at once. Without a requested language, the
+// first piece's detected language is sent with the others, so a quiet
+// piece is not read as another language.
 func (e *Engine) transcribePieces(ctx context.Context, req speech.Request) (*speech.Result, error) {
 	dir, err := os.MkdirTemp("", "bota-whisper-")
 	if err != nil {
@@ -190,49 +202,99 @@ func (e *Engine) transcribePieces(ctx context.Context, req speech.Request) (*spe
 	if _, err := pcm.Seek(0, io.SeekStart); err != nil {
 		return nil, readError(err)
 	}
-	seconds := min(maxPieceSeconds, float64(e.cfg.MaxFileBytes-wavHeaderBytes)/(2*audio.SampleRate))
-	spans, samples, err := audio.SplitPCM(bufio.NewReaderSize(pcm, 1<<16), audio.SampleRate, seconds)
+	spans, samples, err := pieceSpans(pcm, e.cfg.MaxFileBytes)
 	if err != nil {
 		return nil, readError(err)
 	}
 
-	joined := &speech.Result{Segments: []speech.Segment{},
-		DurationMs: int64(samples) * 1000 / audio.SampleRate}
-	var texts []string
-	var confSum float64
-	for i, span := range spans {
+	results := make([]*speech.Result, len(spans))
+	sendPiece := func(ctx context.Context, i int, language string) error {
+		span := spans[i]
 		data := make([]byte, wavHeaderBytes+2*(span.End-span.Start))
 		writeWAVHeader(data, span.End-span.Start)
 		if _, err := pcm.ReadAt(data[wavHeaderBytes:], 2*int64(span.Start)); err != nil {
-			return nil, readError(err)
+			return readError(err)
 		}
-		res, err := e.send(ctx, data, fmt.Sprintf("audio-%03d.wav", i), "audio/wav", req.Language)
+		res, err := e.send(ctx, data, fmt.Sprintf("audio-%03d.wav", i), "audio/wav", language)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		offset, _ := span.Seconds(audio.SampleRate)
+		shift(res, offset)
+		results[i] = res
+		return nil
+	}
+
+	if err := sendPiece(ctx, 0, req.Language); err != nil {
+		return nil, err
+	}
+	language := req.Language
+	if language == "" {
+		language = results[0].Language
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(pieceConcurrency)
+	for i := 1; i < len(spans); i++ {
+		g.Go(func() error { return sendPiece(gctx, i, language) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+
+	joined := join(results)
+	joined.DurationMs = int64(samples) * 1000 / audio.SampleRate
+	e.cfg.Logger.Debug("speech.whisper.pieces", "pieces", len(spans), "duration_ms", joined.DurationMs)
+	return joined, nil
+}
+
+// pieceSpans cuts the raw PCM in r into spans whose WAV fits maxBytes.
+// The cuts leave a second of room, so that a last piece under a second
+// joins the one before it: OpenAI rejects audio under 0.1 s as too short.
+func pieceSpans(r io.Reader, maxBytes int64) ([]audio.Span, int, error) {
+	seconds := min(maxPieceSeconds, float64(maxBytes-wavHeaderBytes)/(2*audio.SampleRate))
+	spans, samples, err := audio.SplitPCM(bufio.NewReaderSize(r, 1<<16), audio.SampleRate, seconds-1)
+	if err != nil {
+		return nil, samples, err
+	}
+	if n := len(spans); n > 1 && spans[n-1].End-spans[n-1].Start < audio.SampleRate {
+		spans[n-2].End = spans[n-1].End
+		spans = spans[:n-1]
+	}
+	return spans, samples, nil
+}
+
+// shift moves a piece's segments and words by offset seconds.
+func shift(res *speech.Result, offset float64) {
+	for i := range res.Segments {
+		seg := &res.Segments[i]
+		seg.Start, seg.End = seg.Start+offset, seg.End+offset
+		for j := range seg.Words {
+			seg.Words[j].Start += offset
+			seg.Words[j].End += offset
+		}
+	}
+}
+
+// join puts the pieces' results in one: segments in order, texts joined
+// with spaces, the mean segment confidence and the first piece's language.
+func join(results []*speech.Result) *speech.Result {
+	joined := &speech.Result{Segments: []speech.Segment{}, Language: results[0].Language}
+	var texts []string
+	var confSum float64
+	for _, res := range results {
 		for _, seg := range res.Segments {
-			seg.Start, seg.End = seg.Start+offset, seg.End+offset
-			for j := range seg.Words {
-				seg.Words[j].Start += offset
-				seg.Words[j].End += offset
-			}
 			confSum += seg.Confidence
 			joined.Segments = append(joined.Segments, seg)
 		}
 		if res.Text != "" {
 			texts = append(texts, res.Text)
 		}
-		if i == 0 {
-			joined.Language = res.Language
-		}
 	}
 	joined.Text = strings.Join(texts, " ")
 	if len(joined.Segments) > 0 {
 		joined.Confidence = confSum / float64(len(joined.Segments))
 	}
-	e.cfg.Logger.Debug("speech.whisper.pieces", "pieces", len(spans), "duration_ms", joined.DurationMs)
-	return joined, nil
+	return joined
 }
 
 // wavHeaderBytes is the size of a canonical PCM WAV header.
