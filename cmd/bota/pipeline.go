@@ -22,7 +22,9 @@ import (
 	"github.com/botaserver/bota/internal/webhook"
 )
 
-// transcriptionTimeout bounds one transcription attempt.
+// transcriptionTimeout bounds one transcription attempt on audio of no
+// length; an attempt gets the recording's duration on top, up to a minute
+// less than --job-rescue-after.
 const transcriptionTimeout = 30 * time.Minute
 
 // engines builds the speech registry: the local engine is the default, and
@@ -79,7 +81,8 @@ func newPipeline(ctx context.Context, cfg *config.Config, db *database, blobs bl
 		EndpointConcurrency: cfg.WebhookEndpointConcurrency,
 	}
 	workers := river.NewWorkers()
-	river.AddWorker(workers, &processing.TranscribeWorker{Pipeline: p, Limit: transcriptionTimeout})
+	river.AddWorker(workers, &processing.TranscribeWorker{Pipeline: p, Limit: transcriptionTimeout,
+		MaxLimit: cfg.JobRescueAfter - time.Minute})
 	river.AddWorker(workers, &webhook.Worker{Service: hooks})
 
 	qcfg := jobs.Config{

@@ -54,9 +54,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 			return fmt.Errorf("load --tls-cert and --tls-key: %w", err)
 		}
 	}
-	if cfg.JobRescueAfter <= transcriptionTimeout {
-		return fmt.Errorf("--job-rescue-after must be longer than the %s job timeout, got %s",
-			transcriptionTimeout, cfg.JobRescueAfter)
+	if cfg.JobRescueAfter <= transcriptionTimeout+time.Minute {
+		return fmt.Errorf("--job-rescue-after must be longer than %s, a minute over the %s job timeout, got %s",
+			transcriptionTimeout+time.Minute, transcriptionTimeout, cfg.JobRescueAfter)
 	}
 	log, err := newLogger(cfg)
 	if err != nil {

@@ -17,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river"
+
 	"github.com/botaserver/bota/internal/api"
 	"github.com/botaserver/bota/internal/apitest"
+	"github.com/botaserver/bota/internal/processing"
 	speechengine "github.com/botaserver/bota/internal/speech"
 	"github.com/botaserver/bota/internal/speech/local"
 	"github.com/botaserver/bota/internal/speech/speechtest"
@@ -869,6 +872,34 @@ func TestTranscriptionConcurrency(t *testing.T) {
 		r := env.Do("GET", "/v1/transcriptions?limit=100", env.TestKey, nil)
 		if n := len(r.Data()); n != uploads {
 			t.Errorf("%d transcriptions listed, want %d", n, uploads)
+		}
+	})
+}
+
+// A transcription attempt's timeout grows with the recording's duration,
+// which the worker reads from the store.
+func TestTranscribeTimeoutFollowsDuration(t *testing.T) {
+	clip := libriVox(t)[1]
+	eachBackend(t, func(t *testing.T, b apitest.Backend) {
+		env := apitest.NewPipeline(t, b, apitest.PipelineConfig{})
+		dev := env.NewBoundDevice()
+		recID := env.Upload(dev.Token, "audio/opus", opus(t, clip))
+		rec := env.WaitRecording(recID, waitLimit, "completed", "failed")
+		durationMs, ok := rec["duration_ms"].(float64)
+		trID, _ := rec["transcription_id"].(string)
+		if !ok || durationMs < 1000 || trID == "" {
+			t.Fatalf("recording duration_ms %v, transcription_id %v", rec["duration_ms"], rec["transcription_id"])
+		}
+
+		w := &processing.TranscribeWorker{Pipeline: env.Pipeline, Limit: time.Minute, MaxLimit: time.Hour}
+		job := &river.Job[processing.TranscribeArgs]{Args: processing.TranscribeArgs{
+			TranscriptionID: trID, RecordingID: recID}}
+		if got, want := w.Timeout(job), time.Minute+time.Duration(durationMs)*time.Millisecond; got != want {
+			t.Errorf("Timeout = %s, want %s for %.0f ms of audio", got, want, durationMs)
+		}
+		job.Args.TranscriptionID = "txn_missing"
+		if got := w.Timeout(job); got != time.Hour {
+			t.Errorf("Timeout of an unknown transcription = %s, want the 1h maximum", got)
 		}
 	})
 }

@@ -103,8 +103,10 @@ func (d *Dispatcher) handle(ctx context.Context, e *store.Event) error {
 }
 
 // staleProcessing is how long a transcription may stay processing without
-// an update before its job is assumed lost; it exceeds the job timeout and
-// the rescue delay of a stopped node.
+// an update before its job is assumed lost. It exceeds the base job
+// timeout and the rescue delay of a stopped node. An attempt on a long
+// recording may run longer, but then its job is still running and the
+// queue drops the new insert.
 const staleProcessing = 2 * time.Hour
 
 // requeue inserts jobs again for transcriptions that stayed pending or

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/botaserver/bota/internal/model"
 	"github.com/botaserver/bota/internal/store"
@@ -35,5 +36,27 @@ func TestAutoTranscribeFollowsStoredWork(t *testing.T) {
 	e.Work = nil
 	if err := p.AutoTranscribe(context.Background(), e); err != nil || !called {
 		t.Errorf("AutoTranscribe without work = %v, settings read %v; want nil and true", err, called)
+	}
+}
+
+func TestAttemptTimeout(t *testing.T) {
+	ms := func(v int64) *int64 { return &v }
+	cases := []struct {
+		name       string
+		limit, max time.Duration
+		durationMs *int64
+		want       time.Duration
+	}{
+		{"clip", 30 * time.Minute, 12 * time.Hour, ms(20_000), 30*time.Minute + 20*time.Second},
+		{"eight hours", 30 * time.Minute, 12 * time.Hour, ms(8 * 3600_000), 8*time.Hour + 30*time.Minute},
+		{"capped", 30 * time.Minute, 12 * time.Hour, ms(24 * 3600_000), 12 * time.Hour},
+		{"unknown duration", 30 * time.Minute, 12 * time.Hour, nil, 12 * time.Hour},
+		{"no maximum", 2 * time.Minute, 0, ms(3600_000), 2 * time.Minute},
+		{"negative duration", 30 * time.Minute, time.Hour, ms(-5), 30 * time.Minute},
+	}
+	for _, c := range cases {
+		if got := AttemptTimeout(c.limit, c.max, c.durationMs); got != c.want {
+			t.Errorf("%s: AttemptTimeout = %s, want %s", c.name, got, c.want)
+		}
 	}
 }

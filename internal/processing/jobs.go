@@ -37,12 +37,40 @@ func (TranscribeArgs) InsertOpts() river.InsertOpts {
 type TranscribeWorker struct {
 	river.WorkerDefaults[TranscribeArgs]
 	Pipeline *Pipeline
-	// Limit bounds one job's run time.
+	// Limit bounds an attempt on audio of unknown or no length. An attempt
+	// on longer audio gets Limit plus the audio's duration.
 	Limit time.Duration
+	// MaxLimit caps any attempt, and counts when the duration is unknown.
+	// Zero means Limit.
+	MaxLimit time.Duration
 }
 
-// Timeout bounds one attempt.
-func (w *TranscribeWorker) Timeout(*river.Job[TranscribeArgs]) time.Duration { return w.Limit }
+// Timeout bounds one attempt by the recording's duration, read from the
+// store: a recorder's all-day recording takes far longer than a clip.
+func (w *TranscribeWorker) Timeout(job *river.Job[TranscribeArgs]) time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var durationMs *int64
+	if tr, err := w.Pipeline.Store.TranscriptionByID(ctx, job.Args.TranscriptionID); err == nil {
+		if rec, err := w.Pipeline.Store.Recording(ctx, tr.Tenant, tr.RecordingID); err == nil {
+			durationMs = rec.DurationMs
+		}
+	}
+	return AttemptTimeout(w.Limit, w.MaxLimit, durationMs)
+}
+
+// AttemptTimeout returns limit plus the audio's duration, at most
+// maxLimit, or maxLimit when the duration is unknown. A zero maxLimit
+// means limit.
+func AttemptTimeout(limit, maxLimit time.Duration, durationMs *int64) time.Duration {
+	if maxLimit < limit {
+		maxLimit = limit
+	}
+	if durationMs == nil {
+		return maxLimit
+	}
+	return min(maxLimit, limit+time.Duration(max(0, *durationMs))*time.Millisecond)
+}
 
 // Work runs one attempt; the last attempt records a failure for good.
 // A job that River discards without running Work to the end (a panic on
