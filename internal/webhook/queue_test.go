@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/botaserver/bota/internal/store"
+	"github.com/botaserver/bota/internal/webhook"
 	"github.com/botaserver/bota/webhooksig"
 )
 
@@ -86,6 +87,10 @@ func TestSlowEndpointCapped(t *testing.T) {
 	eachDB(t, func(t *testing.T, backend string) {
 		env := newDeliveryEnv(t, backend, 6)
 		env.Service.EndpointConcurrency = 2
+		// The slow endpoint's requests stay open until the fast endpoint
+		// has all its deliveries; on a loaded machine that may take longer
+		// than the usual 5 s timeout, which would free their leases early.
+		env.Service.Client = webhook.NewClient(webhook.GuardConfig{AllowPrivate: true, Timeout: 2 * time.Minute})
 
 		var inFlight, peak atomic.Int32
 		release := make(chan struct{})
