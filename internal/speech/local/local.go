@@ -99,7 +99,7 @@ func (e *Engine) Transcribe(ctx context.Context, req speech.Request) (*speech.Re
 	}
 
 	if _, err := audio.ProbeStreams(ctx, req.Path); err != nil {
-		return nil, audioError(ctx, err)
+		return nil, speech.AudioError(ctx, err)
 	}
 	dir, err := os.MkdirTemp("", "bota-local-")
 	if err != nil {
@@ -108,17 +108,11 @@ func (e *Engine) Transcribe(ctx context.Context, req speech.Request) (*speech.Re
 	}
 	defer os.RemoveAll(dir)
 
-	pcm, err := os.Create(filepath.Join(dir, "audio.raw"))
+	pcm, err := speech.DecodeTemp(ctx, req.Path, dir)
 	if err != nil {
-		return nil, writeError(err)
+		return nil, err
 	}
 	defer pcm.Close()
-	if err := audio.DecodePCM(ctx, req.Path, pcm); err != nil {
-		return nil, audioError(ctx, err)
-	}
-	if _, err := pcm.Seek(0, io.SeekStart); err != nil {
-		return nil, readError(err)
-	}
 	spans, samples, err := audio.SplitPCM(bufio.NewReaderSize(pcm, 1<<16), audio.SampleRate, maxPieceSeconds)
 	if err != nil {
 		return nil, readError(err)
@@ -251,22 +245,6 @@ func writeError(err error) error {
 func readError(err error) error {
 	return &speech.Error{Code: speech.CodeProcessingError,
 		Message: "reading the decoded audio failed", Retryable: true, Err: err}
-}
-
-// audioError maps audio package failures to speech error codes.
-func audioError(ctx context.Context, err error) error {
-	switch {
-	case ctx.Err() != nil:
-		return canceled(ctx)
-	case errors.Is(err, audio.ErrUnsupportedFormat):
-		return &speech.Error{Code: speech.CodeUnsupportedFormat,
-			Message: "the audio format is not supported", Err: err}
-	case errors.Is(err, audio.ErrCorrupt):
-		return &speech.Error{Code: speech.CodeAudioCorrupt,
-			Message: "the audio file is damaged or holds no audio", Err: err}
-	}
-	return &speech.Error{Code: speech.CodeProcessingError,
-		Message: "reading the audio failed", Retryable: true, Err: err}
 }
 
 // canceled reports a stopped transcription as retryable: the job was

@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -191,17 +190,11 @@ func (e *Engine) transcribePieces(ctx context.Context, req speech.Request) (*spe
 		return nil, readError(err)
 	}
 	defer os.RemoveAll(dir)
-	pcm, err := os.Create(filepath.Join(dir, "audio.raw"))
+	pcm, err := speech.DecodeTemp(ctx, req.Path, dir)
 	if err != nil {
-		return nil, readError(err)
+		return nil, err
 	}
 	defer pcm.Close()
-	if err := audio.DecodePCM(ctx, req.Path, pcm); err != nil {
-		return nil, decodeError(ctx, err)
-	}
-	if _, err := pcm.Seek(0, io.SeekStart); err != nil {
-		return nil, readError(err)
-	}
 	spans, samples, err := pieceSpans(pcm, e.cfg.MaxFileBytes)
 	if err != nil {
 		return nil, readError(err)
@@ -322,23 +315,6 @@ func writeWAVHeader(b []byte, samples int) {
 func readError(err error) error {
 	return &speech.Error{Code: speech.CodeProcessingError, Retryable: true,
 		Message: "reading the audio file failed", Err: err}
-}
-
-// decodeError maps a failed decode of a recording too large for one
-// request.
-func decodeError(ctx context.Context, err error) error {
-	switch {
-	case ctx.Err() != nil:
-		return &speech.Error{Code: speech.CodeProcessingError, Retryable: true,
-			Message: "transcription was interrupted", Err: context.Cause(ctx)}
-	case errors.Is(err, audio.ErrUnsupportedFormat):
-		return &speech.Error{Code: speech.CodeUnsupportedFormat,
-			Message: "the audio format is not supported", Err: err}
-	case errors.Is(err, audio.ErrCorrupt):
-		return &speech.Error{Code: speech.CodeAudioCorrupt,
-			Message: "the audio file is damaged or holds no audio", Err: err}
-	}
-	return readError(err)
 }
 
 // form builds the multipart body in memory; data is at most MaxFileBytes.
