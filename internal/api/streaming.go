@@ -184,6 +184,7 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	if err != nil {
 		return err
 	}
+	s.sealChunks(r, rec)
 	s.afterUpload(r, p, rec.ID)
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -418,6 +419,7 @@ func concatBytes(paths []string, out string) error {
 
 // deleteChunks removes a deleted recording's leftover chunks.
 func (s *Server) deleteChunks(r *http.Request, rec *model.Recording) {
+	s.sealChunks(r, rec)
 	infos, err := s.blob.List(r.Context(), chunkPrefix(rec))
 	if err != nil {
 		loggerFrom(r.Context()).Warn("ChunkListFailed", "recording_id", rec.ID, "err", err)
@@ -428,4 +430,18 @@ func (s *Server) deleteChunks(r *http.Request, rec *model.Recording) {
 		keys = append(keys, info.Key)
 	}
 	s.deleteBlobs(r, keys)
+}
+
+// sealChunks makes a store that signs one template for every chunk reject
+// further chunk PUTs, so a finalized or deleted stream takes no more bytes.
+// Stores that sign each chunk URL need none: chunk-url refuses such
+// streams.
+func (s *Server) sealChunks(r *http.Request, rec *model.Recording) {
+	sealer, ok := s.blob.(blob.Sealer)
+	if !ok {
+		return
+	}
+	if err := sealer.Seal(r.Context(), chunkPrefix(rec)); err != nil {
+		loggerFrom(r.Context()).Error("ChunkSealFailed", "recording_id", rec.ID, "err", err)
+	}
 }

@@ -160,6 +160,15 @@ func TestStreamingUpload(t *testing.T) {
 		if len(left) != 0 {
 			t.Errorf("%d chunks left in storage after finalize", len(left))
 		}
+		// A finalized stream takes no more chunks, through the template or
+		// through chunk-url.
+		if strings.HasPrefix(tmpl, env.URL+"/v1/") {
+			r = env.Do("POST", "/v1/recordings/"+recID+"/chunk-url", dev.Token, map[string]any{"chunk_number": 4})
+			env.ExpectError(r, http.StatusConflict, "conflict", "")
+		} else if status, body := put(t, strings.Replace(tmpl, "{chunk_number}", "4", 1), chunkHeaders,
+			chunks[0]); status != http.StatusConflict {
+			t.Errorf("PUT chunk 4 after finalize: status %d, body %s; want 409", status, body)
+		}
 		dl := env.Do("GET", "/v1/recordings/"+recID+"/download-url", env.TestKey, nil)
 		env.ExpectStatus(dl, http.StatusOK)
 		status, data, _ := get(t, dl.String("download_url"))

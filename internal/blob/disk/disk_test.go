@@ -428,6 +428,11 @@ func TestPrefixSigner(t *testing.T) {
 		{"changed prefix parameter", putHead(withQuery(t, strings.Replace(chunk("4"),
 			"rec_y", "rec_z", 1), "prefix", "proj_x/rec_z/chunks/chunk_"), testType, 1)},
 		{"GET", "GET " + chunk("1") + " HTTP/1.1"},
+		{"word", putHead(chunk("abc"), testType, 1)},
+		{"zero", putHead(chunk("0"), testType, 1)},
+		{"leading zero", putHead(chunk("04"), testType, 1)},
+		{"negative", putHead(chunk("-4"), testType, 1)},
+		{"over the largest number", putHead(chunk(fmt.Sprint(disk.MaxPrefixNumber+1)), testType, 1)},
 	}
 	for _, tc := range rejected {
 		r := sendRaw(t, srv, tc.head, []byte("4"))
@@ -436,6 +441,25 @@ func TestPrefixSigner(t *testing.T) {
 	if _, err := srv.store.Stat(ctx, "proj_x/rec_y/chunks/chunk_4.opus"); !errors.Is(err,
 		blob.ErrNotFound) {
 		t.Errorf("Stat of chunk 4: error = %v, want blob.ErrNotFound", err)
+	}
+	infos, err = srv.store.List(ctx, "proj_x/rec_y/chunks/")
+	if err != nil || len(infos) != 3 {
+		t.Errorf("List after the rejected PUTs: %d chunks, error %v; want the 3 accepted", len(infos), err)
+	}
+
+	// The largest number is accepted; once the prefix is sealed, no
+	// chunk is, not even one sent before.
+	last := fmt.Sprint(disk.MaxPrefixNumber)
+	r = sendRaw(t, srv, putHead(chunk(last), testType, 1), []byte("9"))
+	if r.status != http.StatusOK {
+		t.Fatalf("PUT chunk %s: status %d, body %s", last, r.status, r.body)
+	}
+	if err := srv.store.Seal(ctx, prefix); err != nil {
+		t.Fatalf("Seal prefix: %v", err)
+	}
+	for _, n := range []string{"1", "5"} {
+		r = sendRaw(t, srv, putHead(chunk(n), testType, 1), []byte(n))
+		requireError(t, "chunk "+n+" after the prefix seal", r, http.StatusConflict, "conflict")
 	}
 }
 

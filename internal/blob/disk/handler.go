@@ -144,16 +144,21 @@ func (s *Store) verifySignature(q url.Values, method, key string) (signature, *h
 	return sig, nil
 }
 
+// MaxPrefixNumber is the largest value a prefix template accepts, the
+// API's limit on the chunks of one streamed recording.
+const MaxPrefixNumber = 100_000
+
 // checkPrefixKey checks that key is prefix + value + suffix with a value
-// of one or more key bytes and no '/'.
+// that is a decimal number from 1 to MaxPrefixNumber without leading zeros.
 func checkPrefixKey(key, prefix, suffix string) *httpError {
 	if len(key) <= len(prefix)+len(suffix) ||
 		!strings.HasPrefix(key, prefix) || !strings.HasSuffix(key, suffix) {
 		return forbidden("object key is outside the signed prefix and suffix")
 	}
 	value := key[len(prefix) : len(key)-len(suffix)]
-	if strings.Contains(value, "/") || value == "." || value == ".." {
-		return forbidden("object key is outside the signed prefix and suffix")
+	n, err := strconv.Atoi(value)
+	if err != nil || n < 1 || n > MaxPrefixNumber || strconv.Itoa(n) != value {
+		return forbidden("the chunk number %q is not a whole number from 1 to %d", value, MaxPrefixNumber)
 	}
 	return nil
 }
@@ -188,6 +193,11 @@ func (s *Store) servePut(w http.ResponseWriter, r *http.Request, log *slog.Logge
 	if s.sealed(key) {
 		s.reject(w, log, &httpError{http.StatusConflict, "conflict",
 			"the object is final: its upload was completed or it was deleted; request a new upload URL"})
+		return
+	}
+	if sig.kind == kindPrefix && s.sealed(sig.key) {
+		s.reject(w, log, &httpError{http.StatusConflict, "conflict",
+			"the stream is finalized or deleted: its chunks are final"})
 		return
 	}
 

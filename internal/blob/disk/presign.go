@@ -76,9 +76,9 @@ func (s *Store) PresignGet(_ context.Context, key string, expires time.Time) (bl
 
 // PresignPutPrefix returns a URL template whose path is
 // UploadsPath + prefix + placeholder + suffix. Replacing placeholder with
-// any non-empty value of [A-Za-z0-9._-] (other than "." and "..") gives a
-// URL that accepts PUTs of at most maxSize bytes of contentType until
-// expires, as often as the client likes.
+// a decimal number from 1 to MaxPrefixNumber, without leading zeros, gives
+// a URL that accepts PUTs of at most maxSize bytes of contentType until
+// expires, as often as the client likes, unless the prefix is sealed.
 func (s *Store) PresignPutPrefix(_ context.Context, prefix, placeholder, suffix, contentType string,
 	maxSize int64, expires time.Time) (blob.SignedURL, error) {
 	// Any one-byte value must give a valid key; this also checks prefix
