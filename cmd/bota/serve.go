@@ -81,10 +81,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	if err != nil {
 		return err
 	}
-	if err := firstStart(ctx, db.store, cfg, stdout); err != nil {
-		return err
-	}
-
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
@@ -100,6 +96,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	nodeID := ids.New("node")
 	pl, err := newPipeline(ctx, cfg, db, blobs, secret, nodeID, log)
 	if err != nil {
+		ln.Close()
+		return err
+	}
+	// The first project and its keys are made only now, so a start that
+	// fails on a setting does not print keys the user may miss.
+	if err := firstStart(ctx, db.store, cfg, stdout); err != nil {
 		ln.Close()
 		return err
 	}
@@ -163,7 +165,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 	})
 
 	httpServer := &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           idleBody(srv.Handler(), cfg.BodyIdleTimeout),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

@@ -652,3 +652,81 @@ func TestAcceptanceOverHTTPS(t *testing.T) {
 		})
 	}
 }
+
+// A start that fails on a setting creates no project, so the keys of the
+// first good start are printed then, not lost among the error lines.
+func TestServeFailedStartPrintsNoKeys(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	stdout, stderr, code := bota(t, nil, "serve", "--addr", "nonsense", "--data-dir", dir)
+	if code == 0 || strings.Contains(stdout, "sk_") {
+		t.Errorf("start with --addr nonsense: exit %d, stdout %q; want a failure without keys", code, stdout)
+	}
+	if !strings.Contains(stderr, "nonsense") {
+		t.Errorf("stderr %q does not name the bad address", stderr)
+	}
+	s := startServer(t, serverOptions{dataDir: dir})
+	if testKey, _ := s.keys(); testKey == "" {
+		t.Errorf("first good start printed no test key:\n%s", s.stdout)
+	}
+	s.stop()
+}
+
+// A body that stalls is cut off after --body-idle-timeout, and one that
+// keeps sending, however slowly, is served.
+func TestServeBodyIdleTimeout(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, serverOptions{args: []string{"--body-idle-timeout", "1s"}})
+	testKey, _ := s.keys()
+	head := func(n int) string {
+		return "POST /v1/end-users HTTP/1.1\r\nHost: " + s.addr + "\r\nAuthorization: Bearer " + testKey +
+			"\r\nContent-Type: application/json\r\nContent-Length: " + fmt.Sprint(n) + "\r\n\r\n"
+	}
+
+	stalled, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	if _, err := io.WriteString(stalled, head(1000)+`{"ext`); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	stalled.SetReadDeadline(time.Now().Add(30 * time.Second))
+	reply, _ := io.ReadAll(stalled)
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Errorf("stalled body held the connection %s, want about 1 s", waited)
+	}
+	if line := firstLine(string(reply)); line != "HTTP/1.1 408 Request Timeout" ||
+		!strings.Contains(string(reply), `"code":"request_timeout"`) {
+		t.Errorf("stalled body: reply %q, want 408 request_timeout", reply)
+	}
+
+	slow, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	body := `{"external_id":"slow"}`
+	if _, err := io.WriteString(slow, head(len(body))); err != nil {
+		t.Fatal(err)
+	}
+	// 22 bytes, one every 300 ms: 6.6 s in all, never 1 s without one.
+	for i := range len(body) {
+		if _, err := io.WriteString(slow, body[i:i+1]); err != nil {
+			t.Fatalf("slow body cut off after %d bytes: %v", i, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	slow.SetReadDeadline(time.Now().Add(30 * time.Second))
+	line, _ := bufio.NewReader(slow).ReadString('\n')
+	if !strings.HasPrefix(line, "HTTP/1.1 201") {
+		t.Errorf("slow body: status line %q, want 201", line)
+	}
+	s.stop()
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\r\n")
+	return line
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strings"
 	"unicode/utf8"
 )
@@ -23,6 +24,10 @@ func decode(r *http.Request, v any) error {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return errTooLarge("", "Request body exceeds %d bytes.", maxBodyBytes)
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return &apiError{Status: http.StatusRequestTimeout, Code: "request_timeout",
+				Message: "The request body stopped arriving before its end; send it again."}
 		}
 		return errInvalid("", "Could not read the request body: %v.", err)
 	}

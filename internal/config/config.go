@@ -52,6 +52,8 @@ type Config struct {
 	AssemblyAIKey       string
 	JobWorkers          int
 	JobRescueAfter      time.Duration
+	// BodyIdleTimeout cuts off a request body that stalls.
+	BodyIdleTimeout time.Duration
 
 	WebhookEndpointConcurrency int
 	WebhookPrivate             bool
@@ -217,6 +219,8 @@ var Options = []Option{
 		Usage: "AssemblyAI API key; empty disables assemblyai", set: str(func(c *Config) *string { return &c.AssemblyAIKey })},
 	{Flag: "job-workers", Env: "BOTA_JOB_WORKERS", Default: "4", Commands: serveOnly,
 		Usage: "transcription jobs run at once by this node", set: positive(func(c *Config) *int { return &c.JobWorkers })},
+	{Flag: "body-idle-timeout", Env: "BOTA_BODY_IDLE_TIMEOUT", Default: "2m", Commands: serveOnly,
+		Usage: "a request whose body sends no byte for this long is cut off; 0s never cuts", set: duration(func(c *Config) *time.Duration { return &c.BodyIdleTimeout })},
 	{Flag: "job-rescue-after", Env: "BOTA_JOB_RESCUE_AFTER", Default: "12h", Commands: serveOnly,
 		Usage: "a job running this long on a node that stopped or hung is run again; a transcription attempt may take 30m plus the recording's length, up to a minute less than this", set: duration(func(c *Config) *time.Duration { return &c.JobRescueAfter })},
 	{Flag: "webhook-workers", Env: "BOTA_WEBHOOK_WORKERS", Default: "20", Commands: serveOnly,
