@@ -7,10 +7,10 @@ import (
 	"time"
 )
 
-// idleBody cuts off a request whose body sends nothing for idle: each read
-// of the body moves the connection's read deadline idle ahead, so a slow
-// upload that keeps sending lives on while a stalled one ends with a read
-// error, freeing its connection, file and goroutine. Zero idle returns h.
+// idleBody cuts off a request whose body sends nothing for idle. Each read
+// of the body moves the connection's read deadline idle ahead. A slow
+// upload that keeps sending lives on, and a stalled one ends with a read
+// error that frees its connection, file and goroutine. Zero idle returns h.
 func idleBody(h http.Handler, idle time.Duration) http.Handler {
 	if idle <= 0 {
 		return h
@@ -26,11 +26,11 @@ func idleBody(h http.Handler, idle time.Duration) http.Handler {
 }
 
 // deadlineBody extends the read deadline before each read and clears it
-// at the body's end: net/http starts a background read of the connection
+// at the body's end. net/http starts a background read of the connection
 // there, and a deadline left set would end that read and cancel the
 // request's context while the handler still works. A body not read to its
-// end keeps the deadline, so that net/http's discard of the rest after
-// the handler cannot wait on a stalled client either.
+// end keeps the deadline, so net/http's discard of the rest after the
+// handler cannot wait on a stalled client either.
 type deadlineBody struct {
 	io.ReadCloser
 	rc   *http.ResponseController
