@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system programs bota and its tests use, when they are missing.
 # Usage: scripts/deps.sh [--test]
-#   --test  also installs versitygw (the S3 server the tests run) with go install.
+#   Without --test: what the server runs with (ffmpeg, pocketsphinx, its model).
+#   --test  also the tools, speech and databases the tests use, and versitygw
+#           (the S3 server they run) with go install.
 # Debian packages need root; a second run finds everything and prints one line.
 set -euo pipefail
 
@@ -41,15 +43,17 @@ has_postgres() {
 # Each Debian package with the file or command that shows it is installed.
 missing=()
 has_command ffmpeg && has_command ffprobe || missing+=(ffmpeg)
-has_command sox || missing+=(sox)
 has_command pocketsphinx_continuous || missing+=(pocketsphinx)
 [[ -f /usr/share/pocketsphinx/model/en-us/en-us/mdef ]] || missing+=(pocketsphinx-en-us)
-[[ -f /usr/share/pocketsphinx/test/data/librivox/transcription ]] ||
-	missing+=(pocketsphinx-testdata)
-has_postgres && id -u postgres >/dev/null 2>&1 || missing+=(postgresql)
-has_command sctk || missing+=(sctk)
-has_command wrk || missing+=(wrk)
 [[ -f /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
+if ((want_test)); then
+	has_command sox || missing+=(sox)
+	[[ -f /usr/share/pocketsphinx/test/data/librivox/transcription ]] ||
+		missing+=(pocketsphinx-testdata)
+	has_postgres && id -u postgres >/dev/null 2>&1 || missing+=(postgresql)
+	has_command sctk || missing+=(sctk)
+	has_command wrk || missing+=(wrk)
+fi
 
 need_versitygw=0
 if ((want_test)) && ! has_command versitygw; then
