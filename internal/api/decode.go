@@ -2,13 +2,17 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
 	"os"
+	"reflect"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -19,22 +23,31 @@ const maxBodyBytes = 1 << 20
 // Unknown fields are ignored; malformed JSON and wrong types are 400 with
 // the offending field in param; bodies over 1 MiB are 413.
 func decode(r *http.Request, v any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
+	body, err := readBody(r)
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return errTooLarge("", "Request body exceeds %d bytes.", maxBodyBytes)
-		}
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return &apiError{Status: http.StatusRequestTimeout, Code: "request_timeout",
-				Message: "The request body stopped arriving before its end; send it again."}
-		}
-		return errInvalid("", "Could not read the request body: %v.", err)
+		return err
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && !jsonContentType(ct, body) {
 		return errUnsupportedMedia("Request bodies must be JSON (Content-Type: application/json).")
 	}
 	return decodeBytes(body, v)
+}
+
+// readBody reads a request body of at most maxBodyBytes.
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
+	if err == nil {
+		return body, nil
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return nil, errTooLarge("", "Request body exceeds %d bytes.", maxBodyBytes)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, &apiError{Status: http.StatusRequestTimeout, Code: "request_timeout",
+			Message: "The request body stopped arriving before its end; send it again."}
+	}
+	return nil, errInvalid("", "Could not read the request body: %v.", err)
 }
 
 // jsonContentType accepts JSON media types, and also curl's default
@@ -69,9 +82,14 @@ func decodeBytes(body []byte, v any) error {
 	var syntaxErr *json.SyntaxError
 	var typeErr *json.UnmarshalTypeError
 	var fieldErr *fieldError
+	var timeErr *time.ParseError
 	switch {
 	case errors.As(err, &fieldErr):
 		return errInvalid(fieldErr.param, "%s", fieldErr.msg)
+	case errors.As(err, &timeErr):
+		param := badTimeField(body, v)
+		return errInvalid(param, "%s must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z, not %s.",
+			cmp.Or(param, "A timestamp"), truncate(strconv.Quote(timeErr.Value), 60))
 	case errors.As(err, &syntaxErr):
 		return errInvalid("", "Request body is not valid JSON (at byte %d).", syntaxErr.Offset)
 	case errors.As(err, &typeErr):
@@ -184,4 +202,38 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+var (
+	timeType         = reflect.TypeFor[time.Time]()
+	optionalTimeType = reflect.TypeFor[optional[time.Time]]()
+)
+
+// badTimeField returns the JSON name of the top-level field of the struct
+// v points to whose timestamp in body does not parse, or "" when none is
+// found.
+func badTimeField(body []byte, v any) string {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil {
+		return ""
+	}
+	t := reflect.TypeOf(v)
+	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return ""
+	}
+	for f := range t.Elem().Fields() {
+		if f.Type != timeType && f.Type != optionalTimeType {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		raw, ok := fields[name]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		var ts time.Time
+		if json.Unmarshal(raw, &ts) != nil {
+			return name
+		}
+	}
+	return ""
 }

@@ -38,9 +38,9 @@ func (s *Server) idempotent(w http.ResponseWriter, r *http.Request, p *auth.Prin
 		writeError(w, r, errInvalid("Idempotency-Key", "Idempotency-Key must be 1 to 255 characters of A-Z, a-z, 0-9, _ and -."))
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
+	body, err := readBody(r)
 	if err != nil {
-		writeError(w, r, errTooLarge("", "Request body exceeds %d bytes.", maxBodyBytes))
+		writeError(w, r, err)
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))

@@ -231,3 +231,34 @@ func TestUploadWithoutDeclaredSize(t *testing.T) {
 		checkUploaded(t, env, c.Body, recID, f)
 	})
 }
+
+// Timestamps that do not parse and negative durations are 400 with the
+// field's name in param.
+func TestRecordingBodyValidation(t *testing.T) {
+	t.Parallel()
+	eachEnv(t, func(t *testing.T, env *apitest.Env) {
+		dev := env.NewBoundDevice()
+		for _, field := range []string{"recorded_at", "started_at", "ended_at"} {
+			r := env.Do("POST", "/v1/recordings", dev.Token, map[string]any{field: "yesterday"})
+			env.ExpectError(r, http.StatusBadRequest, "invalid_request", field)
+			if msg, _ := r.Error()["message"].(string); !strings.Contains(msg, "RFC 3339") || strings.Contains(msg, "2006") {
+				t.Errorf("%s: message %q, want the RFC 3339 form without Go's layout", field, msg)
+			}
+		}
+
+		create := func(body map[string]any) string {
+			r := env.Do("POST", "/v1/recordings", dev.Token, body)
+			env.ExpectStatus(r, http.StatusCreated)
+			return r.String("id")
+		}
+		recID := create(map[string]any{})
+		r := env.Do("POST", "/v1/recordings/"+recID+"/upload-complete", dev.Token,
+			map[string]any{"duration_seconds": -3})
+		env.ExpectError(r, http.StatusBadRequest, "invalid_request", "duration_seconds")
+
+		stream := create(map[string]any{"streaming": true})
+		r = env.Do("POST", "/v1/recordings/"+stream+"/finalize", dev.Token,
+			map[string]any{"total_chunks": 1, "final_duration_ms": -1})
+		env.ExpectError(r, http.StatusBadRequest, "invalid_request", "final_duration_ms")
+	})
+}

@@ -138,9 +138,9 @@ type finalizeBody struct {
 }
 
 func (s *Server) finalize(w http.ResponseWriter, r *http.Request, p *auth.Principal) error {
-	raw, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBodyBytes))
+	raw, err := readBody(r)
 	if err != nil {
-		return errTooLarge("", "Request body exceeds %d bytes.", maxBodyBytes)
+		return err
 	}
 	var body finalizeBody
 	if err := decodeBytes(raw, &body); err != nil {
@@ -149,6 +149,9 @@ func (s *Server) finalize(w http.ResponseWriter, r *http.Request, p *auth.Princi
 	total := body.TotalChunks.ptr()
 	if total == nil || *total < 1 || *total > maxChunks {
 		return errInvalid("total_chunks", "total_chunks must be an integer from 1 to %d.", maxChunks)
+	}
+	if v := body.FinalDurationMs.ptr(); v != nil && *v < 0 {
+		return errInvalid("final_duration_ms", "final_duration_ms must not be negative.")
 	}
 	if v := body.ChecksumMD5.ptr(); v != nil && !md5Pattern.MatchString(*v) {
 		return errInvalid("checksum_md5", "checksum_md5 must be 32 hexadecimal characters.")

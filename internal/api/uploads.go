@@ -256,6 +256,9 @@ func (s *Server) completeUpload(w http.ResponseWriter, r *http.Request, p *auth.
 	if v := body.FileSizeBytes.ptr(); v != nil && *v <= 0 {
 		return errInvalid("file_size_bytes", "file_size_bytes must be a positive integer.")
 	}
+	if v := body.DurationSeconds.ptr(); v != nil && *v < 0 {
+		return errInvalid("duration_seconds", "duration_seconds must not be negative.")
+	}
 	rec, err := s.recordingFromPath(r, p)
 	if err != nil {
 		return err
