@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -19,19 +20,7 @@ var languagePattern = regexp.MustCompile(`^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8})?$`)
 // TranscriptionJSON is the API object of a transcription. provider is null
 // when the server's own engine ran; engine names what ran.
 func TranscriptionJSON(tr *model.Transcription) map[string]any {
-	var segments any
-	var words []any
-	if tr.Segments != nil {
-		var segs []map[string]any
-		if err := json.Unmarshal([]byte(*tr.Segments), &segs); err == nil {
-			segments = segs
-			for _, s := range segs {
-				if ws, ok := s["words"].([]any); ok {
-					words = append(words, ws...)
-				}
-			}
-		}
-	}
+	segments, words := segmentsAndWords(tr.Segments)
 	var errObj any
 	if tr.ErrorCode != nil {
 		errObj = map[string]any{"code": *tr.ErrorCode, "message": tr.ErrorMessage}
@@ -62,6 +51,42 @@ func TranscriptionJSON(tr *model.Transcription) map[string]any {
 		out["words"] = words
 	}
 	return out
+}
+
+// segmentsAndWords returns the stored segments as they are and the words
+// of all segments as one array, both raw JSON, so that a long transcript
+// is not rebuilt as a map per word; both are nil when segments is nil or
+// not an array of segments.
+func segmentsAndWords(segments *string) (any, any) {
+	if segments == nil {
+		return nil, nil
+	}
+	var segs []struct {
+		Words []json.RawMessage `json:"words"`
+	}
+	if err := json.Unmarshal([]byte(*segments), &segs); err != nil {
+		return nil, nil
+	}
+	n := 0
+	for _, s := range segs {
+		n += len(s.Words)
+	}
+	if n == 0 {
+		return json.RawMessage(*segments), nil
+	}
+	var words bytes.Buffer
+	words.Grow(len(*segments))
+	words.WriteByte('[')
+	for _, s := range segs {
+		for _, w := range s.Words {
+			if words.Len() > 1 {
+				words.WriteByte(',')
+			}
+			words.Write(w)
+		}
+	}
+	words.WriteByte(']')
+	return json.RawMessage(*segments), json.RawMessage(words.Bytes())
 }
 
 type transcribeBody struct {
