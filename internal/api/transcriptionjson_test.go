@@ -69,12 +69,14 @@ func BenchmarkTranscriptionJSON(b *testing.B) {
 		}
 		segs[i].Start, segs[i].End, segs[i].Text = float64(i*6), float64(i*6)+6, "twenty words of text"
 	}
+
 	raw, err := json.Marshal(segs)
 	if err != nil {
 		b.Fatal(err)
 	}
 	stored := string(raw)
 	tr := &model.Transcription{Segments: &stored}
+
 	var size int
 	b.ReportAllocs()
 	for b.Loop() {

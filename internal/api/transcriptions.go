@@ -55,7 +55,7 @@ func TranscriptionJSON(tr *model.Transcription) map[string]any {
 
 // segmentsAndWords returns the stored segments as they are and the words
 // of all segments as one array, both raw JSON, so that a long transcript
-// is not rebuilt as a map per word; both are nil when segments is nil or
+// is not rebuilt as a map per word. Both are nil when segments is nil or
 // not an array of segments.
 func segmentsAndWords(segments *string) (any, any) {
 	if segments == nil {
