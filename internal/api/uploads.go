@@ -362,13 +362,17 @@ func (s *Server) checkStoredMedia(r *http.Request, rec *model.Recording, declare
 		if err != nil {
 			return nil, errUnavailable("Could not reach media storage; retry later.", err)
 		}
-		want := m.FileSizeBytes
-		if want == nil && declaredSize != nil && len(pending) == 1 {
-			want = declaredSize
-		}
-		if want != nil && *want != info.Size {
-			return nil, &apiError{Status: 400, Code: "size_mismatch", Param: "file_size_bytes",
-				Message: fmt.Sprintf("Media %s holds %d bytes but %d were declared.", m.ID, info.Size, *want)}
+		// The size signed at upload-url and the one sent to
+		// upload-complete must both match; the latter names the one
+		// pending file, so it is checked only when there is one.
+		for _, want := range []*int64{m.FileSizeBytes, declaredSize} {
+			if want == declaredSize && len(pending) != 1 {
+				continue
+			}
+			if want != nil && *want != info.Size {
+				return nil, &apiError{Status: 400, Code: "size_mismatch", Param: "file_size_bytes",
+					Message: fmt.Sprintf("Media %s holds %d bytes but %d were declared.", m.ID, info.Size, *want)}
+			}
 		}
 		c, err := s.inspectObject(r.Context(), m, info)
 		if err != nil {

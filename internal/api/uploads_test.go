@@ -428,6 +428,18 @@ func TestUploadCompleteStates(t *testing.T) {
 			env.ExpectError(r, http.StatusBadRequest, "size_mismatch", "file_size_bytes")
 		})
 
+		t.Run("declared size against a signed one", func(t *testing.T) {
+			env := env.For(t)
+			recID := createRecording(env, dev.Token, nil)
+			u := uploadURL(env, dev.Token, recID, map[string]any{
+				"content_type": f.ContentType, "file_size_bytes": len(f.Data)})
+			putOK(t, u, f.Data)
+			r := env.Do("POST", path(recID), dev.Token, map[string]any{"file_size_bytes": 5})
+			env.ExpectError(r, http.StatusBadRequest, "size_mismatch", "file_size_bytes")
+			r = env.Do("POST", path(recID), dev.Token, map[string]any{"file_size_bytes": len(f.Data)})
+			env.ExpectStatus(r, http.StatusOK)
+		})
+
 		t.Run("checksum mismatch and recovery", func(t *testing.T) {
 			env := env.For(t)
 			recID := createRecording(env, dev.Token, nil)
