@@ -34,7 +34,7 @@ func benchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return errUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "bota bench: unexpected argument %q\n", fs.Arg(0))
+		unexpectedArgument(stderr, "bench", args, fs.Args())
 		return errUsage
 	}
 	if *bare != "" {

@@ -23,6 +23,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/botaserver/bota/internal/config"
@@ -115,4 +117,22 @@ func parseFlags(fs *flag.FlagSet, command string, args []string, getenv func(str
 		return nil, nil, errUsage
 	}
 	return cfg, positional, nil
+}
+
+// unexpectedArgument reports the first argument a command did not take.
+// A true or false right after a flag is a boolean value written with a
+// space, which Go's flag package reads as an argument, so the message
+// shows the form it accepts.
+func unexpectedArgument(stderr io.Writer, command string, args, rest []string) {
+	arg := rest[0]
+	if _, err := strconv.ParseBool(arg); err == nil {
+		for i := 1; i < len(args); i++ {
+			if args[i] == arg && strings.HasPrefix(args[i-1], "-") && !strings.Contains(args[i-1], "=") {
+				fmt.Fprintf(stderr, "bota %s: unexpected argument %q; write a boolean flag's value with =, as in %s=%s\n",
+					command, arg, args[i-1], arg)
+				return
+			}
+		}
+	}
+	fmt.Fprintf(stderr, "bota %s: unexpected argument %q\n", command, arg)
 }

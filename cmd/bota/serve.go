@@ -41,7 +41,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, getenv 
 		return err
 	}
 	if len(rest) > 0 {
-		fmt.Fprintf(stderr, "bota serve: unexpected argument %q\n", rest[0])
+		unexpectedArgument(stderr, "serve", args, rest)
 		return errUsage
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {

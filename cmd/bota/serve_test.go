@@ -730,3 +730,13 @@ func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\r\n")
 	return line
 }
+
+// A boolean flag's value written after a space is an argument to Go's flag
+// package; the message shows the form with =.
+func TestServeBooleanValueHint(t *testing.T) {
+	t.Parallel()
+	_, stderr, code := bota(t, nil, "serve", "--data-dir", t.TempDir(), "--disk-sync", "false")
+	if code == 0 || !strings.Contains(stderr, "--disk-sync=false") {
+		t.Errorf("serve --disk-sync false: exit %d, stderr %q; want a failure that shows --disk-sync=false", code, stderr)
+	}
+}

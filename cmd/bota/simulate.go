@@ -66,7 +66,7 @@ func simulate(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return errUsage
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "bota simulate: unexpected argument %q\n", fs.Arg(0))
+		unexpectedArgument(stderr, "simulate", args, fs.Args())
 		return errUsage
 	}
 
