@@ -111,7 +111,7 @@ func keyCommand(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	if err != nil {
 		return err
 	}
-	db, err := openDatabase(ctx, cfg)
+	db, err := openExistingDatabase(ctx, cfg)
 	if err != nil {
 		return err
 	}

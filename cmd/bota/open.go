@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -57,6 +59,19 @@ func openDatabase(ctx context.Context, cfg *config.Config) (*database, error) {
 		return nil, fmt.Errorf("migrate database: %w", err)
 	}
 	return db, nil
+}
+
+// openExistingDatabase opens the database like openDatabase, but refuses to
+// create an SQLite file: commands that act on existing projects would
+// otherwise leave an empty database in a mistyped or default folder.
+func openExistingDatabase(ctx context.Context, cfg *config.Config) (*database, error) {
+	if cfg.DatabaseURL == "" {
+		path := filepath.Join(cfg.DataDir, "bota.db")
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no database at %s; pass --data-dir with the server's data folder, or --database-url", path)
+		}
+	}
+	return openDatabase(ctx, cfg)
 }
 
 // redact hides a URL's password.

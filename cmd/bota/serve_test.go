@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"net"
 	"net/http"
@@ -738,5 +739,19 @@ func TestServeBooleanValueHint(t *testing.T) {
 	_, stderr, code := bota(t, nil, "serve", "--data-dir", t.TempDir(), "--disk-sync", "false")
 	if code == 0 || !strings.Contains(stderr, "--disk-sync=false") {
 		t.Errorf("serve --disk-sync false: exit %d, stderr %q; want a failure that shows --disk-sync=false", code, stderr)
+	}
+}
+
+// Key commands name a missing SQLite database instead of creating an
+// empty one.
+func TestKeyCommandWithoutDatabase(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "no-such-data")
+	_, stderr, code := bota(t, nil, "key", "list", "--project", "proj_x", "--data-dir", dir)
+	if code == 0 || !strings.Contains(stderr, "no database at") || !strings.Contains(stderr, "--data-dir") {
+		t.Errorf("key list on a missing database: exit %d, stderr %q", code, stderr)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("key list created %s (stat error %v)", dir, err)
 	}
 }
