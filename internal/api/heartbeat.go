@@ -214,16 +214,15 @@ func (s *Server) knownTokenHeartbeat(w http.ResponseWriter, r *http.Request, has
 		return full, err
 	}
 	r = withPrincipal(r, p)
-	if err := s.limits.allow(w, p, ""); err != nil {
-		_, err = checked(err)
-		return err
-	}
 	var body heartbeatBody
-	if err := decode(r, &body); err != nil {
-		_, err = checked(err)
-		return err
+	err := s.limits.allow(w, p, "")
+	if err == nil {
+		err = decode(r, &body)
 	}
-	if err := body.validate(); err != nil {
+	if err == nil {
+		err = body.validate()
+	}
+	if err != nil {
 		_, err = checked(err)
 		return err
 	}

@@ -362,17 +362,14 @@ func (s *Server) checkStoredMedia(r *http.Request, rec *model.Recording, declare
 		if err != nil {
 			return nil, errUnavailable("Could not reach media storage; retry later.", err)
 		}
-		// The size signed at upload-url and the one sent to
-		// upload-complete must both match; the latter names the one
-		// pending file, so it is checked only when there is one.
-		for _, want := range []*int64{m.FileSizeBytes, declaredSize} {
-			if want == declaredSize && len(pending) != 1 {
-				continue
-			}
-			if want != nil && *want != info.Size {
-				return nil, &apiError{Status: 400, Code: "size_mismatch", Param: "file_size_bytes",
-					Message: fmt.Sprintf("Media %s holds %d bytes but %d were declared.", m.ID, info.Size, *want)}
-			}
+		// The size signed at upload-url and the one sent to upload-complete
+		// must both match. The latter names the one pending file, so it is
+		// checked only when there is one.
+		if want := m.FileSizeBytes; want != nil && *want != info.Size {
+			return nil, sizeMismatch(m.ID, info.Size, *want)
+		}
+		if want := declaredSize; want != nil && len(pending) == 1 && *want != info.Size {
+			return nil, sizeMismatch(m.ID, info.Size, *want)
 		}
 		c, err := s.inspectObject(r.Context(), m, info)
 		if err != nil {
@@ -527,6 +524,13 @@ func (s *Server) markUploaded(ctx context.Context, tx *store.Store, rec *model.R
 		return nil, work, err
 	}
 	return out, work, nil
+}
+
+// sizeMismatch is the error of stored bytes whose count differs from the
+// declared one.
+func sizeMismatch(mediaID string, stored, declared int64) error {
+	return &apiError{Status: 400, Code: "size_mismatch", Param: "file_size_bytes",
+		Message: fmt.Sprintf("Media %s contains %d bytes but %d were declared.", mediaID, stored, declared)}
 }
 
 // uploadedEventData is the recording plus the documented extra fields of

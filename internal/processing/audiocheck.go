@@ -48,7 +48,7 @@ func checkAudio(ctx context.Context, path string, m *model.Media) error {
 			Message: "the file, in the " + formatName(info.Format) + " format, has no audio stream"}
 	case errors.Is(err, audio.ErrCorrupt):
 		return &speech.Error{Code: speech.CodeAudioCorrupt, Err: err,
-			Message: "the audio file is damaged or holds no audio"}
+			Message: "the audio file is damaged or contains no audio"}
 	default:
 		// ffprobe did not run (missing program, fork failure): not the
 		// audio's fault, so worth another attempt.

@@ -43,7 +43,7 @@ func AudioError(ctx context.Context, err error) error {
 	case errors.Is(err, audio.ErrUnsupportedFormat):
 		return &Error{Code: CodeUnsupportedFormat, Message: "the audio format is not supported", Err: err}
 	case errors.Is(err, audio.ErrCorrupt):
-		return &Error{Code: CodeAudioCorrupt, Message: "the audio file is damaged or holds no audio", Err: err}
+		return &Error{Code: CodeAudioCorrupt, Message: "the audio file is damaged or contains no audio", Err: err}
 	}
 	return &Error{Code: CodeProcessingError, Retryable: true, Message: "reading the audio failed", Err: err}
 }

@@ -292,7 +292,7 @@ CREATE TABLE webhook_leases (
 );
 `,
 
-	// 3: the background work an event asks for, decided when the event is
+	// 3: the background work an event requires, decided when the event is
 	// stored, so a settings change between the event and its dispatch does
 	// not change what happens to it. NULL for events stored before.
 	`ALTER TABLE events ADD COLUMN work TEXT`,

@@ -88,7 +88,7 @@ func TestSlowEndpointCapped(t *testing.T) {
 		env := newDeliveryEnv(t, backend, 6)
 		env.Service.EndpointConcurrency = 2
 		// The slow endpoint's requests stay open until the fast endpoint
-		// has all its deliveries; on a loaded machine that may take longer
+		// has all its deliveries. On a loaded machine that may take longer
 		// than the usual 5 s timeout, which would free their leases early.
 		env.Service.Client = webhook.NewClient(webhook.GuardConfig{AllowPrivate: true, Timeout: 2 * time.Minute})
 
